@@ -1,0 +1,133 @@
+"""The one exception tree of RavePilot.
+
+Every error the core raises on purpose derives from :class:`RavePilotError`. Each carries the HTTP
+status a server should answer with and a snake_case ``code``, so a framework adapter maps errors
+without knowing every subclass::
+
+    RavePilotError                    (500 internal)
+    ├── InvalidRequest                (400 invalid_request)  what to fix is in the message
+    ├── AuthenticationFailed          (401 unauthenticated)  missing, malformed, unknown or revoked key
+    ├── PermissionDenied              (403 missing_scope)    valid key without the needed scope
+    ├── NotFound                      (404 not_found)        absent in *your* workspace
+    ├── Conflict                      (409 conflict)         clashes with the current state
+    │   └── IdempotencyConflict       (409 idempotency_conflict)
+    ├── PayloadTooLarge               (413 payload_too_large)
+    ├── RateLimited                   (429 rate_limited)     carries ``retry_after`` seconds
+    ├── ConfigurationError            (500 configuration_error)  bad settings at start-up
+    │   └── BackendNotFound           (500 backend_not_found)    no plugin for a URL scheme
+    ├── BackendError                  (503 backend_unavailable)  storage/mailer failed; safe to retry
+    └── JobAbandoned                  (500 job_abandoned)  a background job that must not retry
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationFailed",
+    "BackendError",
+    "BackendNotFound",
+    "ConfigurationError",
+    "Conflict",
+    "IdempotencyConflict",
+    "InvalidRequest",
+    "JobAbandoned",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "RateLimited",
+    "RavePilotError",
+]
+
+
+class RavePilotError(Exception):
+    """Base of every deliberate RavePilot error."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(RavePilotError):
+    """The input is invalid; the message says what to fix."""
+
+    status = 400
+    code = "invalid_request"
+
+
+class AuthenticationFailed(RavePilotError):
+    """The API key is missing, malformed, unknown or revoked."""
+
+    status = 401
+    code = "unauthenticated"
+
+
+class PermissionDenied(RavePilotError):
+    """The API key is valid but lacks the scope the operation requires."""
+
+    status = 403
+    code = "missing_scope"
+
+
+class NotFound(RavePilotError):
+    """The resource does not exist in the caller's workspace."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(RavePilotError):
+    """The request conflicts with the current state."""
+
+    status = 409
+    code = "conflict"
+
+
+class IdempotencyConflict(Conflict):
+    """An ``Idempotency-Key`` was reused with another body, or is still in flight."""
+
+    code = "idempotency_conflict"
+
+
+class PayloadTooLarge(RavePilotError):
+    """The request body exceeds the configured limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class RateLimited(RavePilotError):
+    """Too many requests; retry after ``retry_after`` seconds."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ConfigurationError(RavePilotError):
+    """The settings are unusable; raised at start-up, never per request."""
+
+    code = "configuration_error"
+
+
+class BackendNotFound(ConfigurationError):
+    """No installed plugin serves the URL scheme that was asked for."""
+
+    code = "backend_not_found"
+
+
+class BackendError(RavePilotError):
+    """A backend (storage, mailer) failed; the operation is safe to retry."""
+
+    status = 503
+    code = "backend_unavailable"
+
+
+class JobAbandoned(RavePilotError):
+    """A background job cannot succeed by retrying (its subject is gone); it fails at once."""
+
+    code = "job_abandoned"

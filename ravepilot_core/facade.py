@@ -1,0 +1,119 @@
+"""The :class:`RavePilot` facade: what an embedding application holds."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+
+from ravepilot_core.api_keys import ApiKeyService
+from ravepilot_core.backends import open_backend
+from ravepilot_core.clock import SystemClock
+from ravepilot_core.collectors import CollectorService
+from ravepilot_core.config import Settings
+from ravepilot_core.context import Context, Resolver, resolve_with_dns
+from ravepilot_core.crypto import Keyring
+from ravepilot_core.idempotency import IdempotencyService
+from ravepilot_core.invitations import InvitationService
+from ravepilot_core.jobs import JobWorker
+from ravepilot_core.protocols import Clock, Mailer, Storage
+from ravepilot_core.submissions import SubmissionService
+from ravepilot_core.webhooks import WebhookService
+from ravepilot_core.workspaces import WorkspaceService
+
+__all__ = ["RavePilot"]
+
+log = logging.getLogger("ravepilot")
+
+
+class RavePilot:
+    """RavePilot's services over one set of backends.
+
+    Example::
+
+        async with await RavePilot.from_settings(Settings.from_env()) as rp:
+            workspace = await rp.workspaces.get_by_slug("default")
+            result = await rp.invitations.create(
+                workspace.id, InvitationRequest(customer_email="marjorie@acme.com")
+            )
+            print(result.link)
+    """
+
+    def __init__(
+        self,
+        *,
+        storage: Storage,
+        mailer: Mailer,
+        secret_key: str,
+        public_url: str = "http://127.0.0.1:8000",
+        mail_from: str = "RavePilot <noreply@localhost>",
+        clock: Clock | None = None,
+        allow_private_webhooks: bool = False,
+        resolver: Resolver = resolve_with_dns,
+    ) -> None:
+        self.context = Context(
+            storage=storage,
+            mailer=mailer,
+            clock=clock or SystemClock(),
+            keyring=Keyring(secret_key),
+            public_url=public_url,
+            mail_from=mail_from,
+            allow_private_webhooks=allow_private_webhooks,
+            resolver=resolver,
+        )
+        if allow_private_webhooks:
+            log.warning("private and plain-http webhook URLs are allowed: use this only in development")
+        self.workspaces = WorkspaceService(self.context)
+        self.api_keys = ApiKeyService(self.context)
+        self.collectors = CollectorService(self.context)
+        self.submissions = SubmissionService(self.context)
+        self.invitations = InvitationService(self.context, self.collectors, self.submissions)
+        self.webhooks = WebhookService(self.context)
+        self.idempotency = IdempotencyService(self.context)
+
+    @classmethod
+    async def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> RavePilot:
+        """Open the backends the settings name (migrating storage) and return a RavePilot."""
+        secret_key = settings.load_secret_key()
+        storage = await open_backend("storage", settings.resolved_database_url)
+        try:
+            await storage.migrate()
+            mailer = await open_backend("mailer", settings.resolved_mailer_url)
+        except BaseException:
+            await storage.close()
+            raise
+        return cls(
+            storage=storage,
+            mailer=mailer,
+            secret_key=secret_key,
+            public_url=settings.public_url,
+            mail_from=settings.mail_from,
+            clock=clock,
+            allow_private_webhooks=settings.allow_private_webhooks,
+        )
+
+    @property
+    def storage(self) -> Storage:
+        """The storage backend."""
+        return self.context.storage
+
+    def worker(self, **options: object) -> JobWorker:
+        """Return a background worker; run it with ``await worker.run()`` in a task group."""
+        return JobWorker(self.context, **options)  # type: ignore[arg-type]
+
+    async def close(self) -> None:
+        """Close the backends."""
+        try:
+            await self.context.mailer.close()
+        finally:
+            await self.context.storage.close()
+
+    async def __aenter__(self) -> RavePilot:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,129 @@
+"""The background worker for durable jobs: claim with a lease, run, record, retry with backoff.
+
+Jobs are rows, so nothing a user asked for is lost when a process dies: a crashed worker's lease
+expires and another worker (or the same one after a restart) takes the job again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+
+import anyio
+
+from ravepilot_core.context import Context
+from ravepilot_core.errors import JobAbandoned
+from ravepilot_core.mail import INVITATION_EMAIL_JOB, send_invitation
+from ravepilot_core.models import InvitationEmail, Job
+
+__all__ = ["JOB_BACKOFF", "JobHandler", "JobWorker"]
+
+log = logging.getLogger("ravepilot.jobs")
+
+JobHandler = Callable[[Context, Job], Awaitable[None]]
+
+# Delay before attempt n+1 after n failed attempts; the last entry repeats. With 8 attempts an
+# email keeps trying for about 8 hours, which outlasts a typical SMTP outage.
+JOB_BACKOFF: tuple[timedelta, ...] = (
+    timedelta(seconds=30),
+    timedelta(minutes=2),
+    timedelta(minutes=10),
+    timedelta(minutes=30),
+    timedelta(hours=1),
+    timedelta(hours=2),
+    timedelta(hours=4),
+)
+LEASE = timedelta(minutes=5)
+POLL_INTERVAL = 5.0
+BATCH = 16
+
+HANDLERS: Mapping[str, JobHandler] = {INVITATION_EMAIL_JOB: send_invitation}
+
+
+def _email_state(job: Job, outcome: str, error: str | None, at: object) -> InvitationEmail | None:
+    """The invitation email state a finished email job leaves on its submission."""
+    if job.kind != INVITATION_EMAIL_JOB:
+        return None
+    if outcome == "succeeded":
+        return InvitationEmail(status="sent", sent_at=at)  # type: ignore[arg-type]
+    if outcome == "failed":
+        return InvitationEmail(status="failed", error=error)
+    return InvitationEmail(status="queued", error=error)
+
+
+class JobWorker:
+    """Runs due jobs until cancelled; several workers may share one storage."""
+
+    def __init__(
+        self,
+        context: Context,
+        *,
+        handlers: Mapping[str, JobHandler] = HANDLERS,
+        concurrency: int = 4,
+        poll_interval: float = POLL_INTERVAL,
+    ) -> None:
+        self._ctx = context
+        self._handlers = handlers
+        self._concurrency = concurrency
+        self._poll_interval = poll_interval
+        self.worker_id = f"{os.getpid()}-{secrets.token_hex(4)}"
+
+    async def run(self) -> None:
+        """Process jobs forever: woken after each commit, polling as the fallback."""
+        while True:
+            if await self.run_due() == 0:
+                with anyio.move_on_after(self._poll_interval):
+                    await self._ctx.work_available.wait()
+                # A fresh event for the next wait; a set() that raced with us is caught by the
+                # run_due() that follows, so no wake-up is lost.
+                self._ctx.work_available = anyio.Event()
+
+    async def run_due(self) -> int:
+        """Claim and run one batch of due jobs; return how many ran."""
+        now = self._ctx.clock.now()
+        jobs = await self._ctx.storage.claim_jobs(
+            now=now, worker_id=self.worker_id, lease_until=now + LEASE, limit=BATCH
+        )
+        if jobs:
+            limiter = anyio.CapacityLimiter(self._concurrency)
+            async with anyio.create_task_group() as group:
+                for job in jobs:
+                    group.start_soon(self._run_one, job, limiter)
+        return len(jobs)
+
+    async def _run_one(self, job: Job, limiter: anyio.CapacityLimiter) -> None:
+        async with limiter:
+            handler = self._handlers.get(job.kind)
+            error: str | None = None
+            try:
+                if handler is None:
+                    raise JobAbandoned(f"no handler for job kind {job.kind!r}")
+                await handler(self._ctx, job)
+            except JobAbandoned as exc:
+                outcome, error = "failed", str(exc)
+            except Exception as exc:  # every other failure is worth another try
+                error = f"{type(exc).__name__}: {exc}"
+                outcome = "retry" if job.attempts < job.max_attempts else "failed"
+            else:
+                outcome = "succeeded"
+        now = self._ctx.clock.now()
+        retry_at = None
+        if outcome == "retry":
+            delay = JOB_BACKOFF[min(job.attempts - 1, len(JOB_BACKOFF) - 1)]
+            retry_at = now + delay * (1 + random.random() * 0.1)
+            log.warning("job %s (%s) failed, retrying at %s: %s", job.id, job.kind, retry_at, error)
+        elif outcome == "failed":
+            log.error("job %s (%s) failed for good: %s", job.id, job.kind, error)
+        await self._ctx.storage.finish_job(
+            job.id,
+            worker_id=self.worker_id,
+            outcome=outcome,  # type: ignore[arg-type]
+            at=now,
+            error=error,
+            retry_at=retry_at,
+            invitation_email=_email_state(job, outcome, error, now),
+        )

@@ -1,0 +1,361 @@
+"""The domain and wire types, as msgspec Structs.
+
+Types named after a resource (``Submission``, ``Collector``, ``WebhookEndpoint``...) are exactly what
+the API shows and what event payloads carry. Types ending in ``Record`` are what storage keeps: they
+add the workspace and the secrets that are never shown. New fields always get defaults, so stored
+JSON and clients keep working.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+import msgspec
+
+__all__ = [
+    "ALL_SCOPES",
+    "ApiKey",
+    "Brand",
+    "Clip",
+    "Collector",
+    "Consent",
+    "Customer",
+    "Delivery",
+    "DeliveryStatus",
+    "Event",
+    "EventRecord",
+    "IdempotencyRecord",
+    "InvitationEmail",
+    "InvitationResult",
+    "Job",
+    "JobStatus",
+    "Page",
+    "Playback",
+    "Principal",
+    "Render",
+    "Review",
+    "Scope",
+    "ScriptPrompt",
+    "Submission",
+    "SubmissionRecord",
+    "SubmissionStatus",
+    "Transcript",
+    "TranscriptWord",
+    "WebhookEndpoint",
+    "WebhookEndpointRecord",
+    "Workspace",
+]
+
+T = TypeVar("T")
+
+Scope = Literal["invitations", "submissions", "review", "webhooks", "admin"]
+ALL_SCOPES: tuple[Scope, ...] = ("invitations", "submissions", "review", "webhooks", "admin")
+
+SubmissionStatus = Literal["invited", "recording", "submitted", "reviewed", "rendered", "withdrawn"]
+EmailStatus = Literal["queued", "sent", "failed", "not_sent"]
+DeliveryStatus = Literal["pending", "succeeded", "failed", "held", "dropped"]
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+DisabledReason = Literal["auto", "manual", "gone"]
+
+
+class Workspace(msgspec.Struct, kw_only=True, frozen=True):
+    """A tenant: every other object belongs to exactly one workspace."""
+
+    id: str
+    slug: str
+    name: str
+    created_at: datetime
+
+
+class ApiKey(msgspec.Struct, kw_only=True, frozen=True):
+    """A workspace API key as stored: the secret itself is only ever held as ``key_hash``."""
+
+    id: str
+    workspace_id: str
+    name: str
+    prefix: str
+    key_hash: str
+    scopes: tuple[Scope, ...]
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class Principal(msgspec.Struct, kw_only=True, frozen=True):
+    """Who is calling: the authenticated key's workspace and scopes."""
+
+    workspace_id: str
+    key_id: str
+    scopes: frozenset[str]
+
+
+class Brand(msgspec.Struct, kw_only=True, frozen=True):
+    """How a collector's portal and emails look."""
+
+    name: str
+    logo_url: str | None = None
+    primary_color: str = "#4F46E5"
+
+
+class ScriptPrompt(msgspec.Struct, kw_only=True, frozen=True):
+    """One question the customer answers with one clip."""
+
+    key: str
+    prompt: str
+    max_seconds: int = 60
+
+
+class Collector(msgspec.Struct, kw_only=True, frozen=True):
+    """A campaign with its own branding and script."""
+
+    id: str
+    name: str
+    primary: bool
+    brand: Brand
+    host: str | None = None
+    consent_text: str
+    script: tuple[ScriptPrompt, ...]
+    auto_render: bool = False
+    render_formats: tuple[Literal["9:16", "1:1", "16:9"], ...] = ("9:16",)
+    locale: str = "en"
+    created_at: datetime
+
+
+class Customer(msgspec.Struct, kw_only=True, frozen=True):
+    """The invited customer; ``email`` is stored lowercased and is their identity."""
+
+    email: str
+    name: str | None = None
+    phone: str | None = None
+
+
+class InvitationEmail(msgspec.Struct, kw_only=True, frozen=True):
+    """Where the invitation email stands."""
+
+    status: EmailStatus
+    sent_at: datetime | None = None
+    error: str | None = None
+
+
+class Consent(msgspec.Struct, kw_only=True, frozen=True):
+    """The consent the customer gave, with the exact text and its version."""
+
+    given_at: datetime
+    text: str
+    version: str
+
+
+class TranscriptWord(msgspec.Struct, kw_only=True, frozen=True):
+    """One recognised word with its timing."""
+
+    word: str
+    start_ms: int
+    end_ms: int
+
+
+class Transcript(msgspec.Struct, kw_only=True, frozen=True):
+    """What the customer said in a clip."""
+
+    text: str
+    language: str
+    words: tuple[TranscriptWord, ...] = ()
+
+
+class Review(msgspec.Struct, kw_only=True, frozen=True):
+    """The business's decision on a clip."""
+
+    status: Literal["pending", "approved", "rejected"] = "pending"
+    note: str | None = None
+    decided_at: datetime | None = None
+
+
+class Playback(msgspec.Struct, kw_only=True, frozen=True):
+    """A time-limited signed URL to watch media."""
+
+    url: str
+    expires_at: datetime
+
+
+class Clip(msgspec.Struct, kw_only=True, frozen=True):
+    """One recorded answer to one script prompt."""
+
+    id: str
+    submission_id: str
+    script_key: str
+    status: Literal["uploading", "processing", "ready", "failed"]
+    duration_ms: int | None = None
+    mime_type: str | None = None
+    size_bytes: int | None = None
+    transcript: Transcript | None = None
+    review: Review = Review()
+    playback: Playback | None = None
+    created_at: datetime
+
+
+class Render(msgspec.Struct, kw_only=True, frozen=True):
+    """An ad-ready cut made from approved clips."""
+
+    id: str
+    submission_id: str
+    format: Literal["9:16", "1:1", "16:9"]
+    status: Literal["queued", "running", "succeeded", "failed"]
+    clip_ids: tuple[str, ...]
+    duration_ms: int | None = None
+    playback: Playback | None = None
+    error: str | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+class Submission(msgspec.Struct, kw_only=True, frozen=True):
+    """One customer's recording session for one collector, as the API shows it."""
+
+    id: str
+    collector_id: str
+    status: SubmissionStatus
+    customer: Customer
+    link: str | None
+    invitation_email: InvitationEmail
+    consent: Consent | None = None
+    clips: tuple[Clip, ...] = ()
+    renders: tuple[Render, ...] = ()
+    created_at: datetime
+    updated_at: datetime
+
+
+class SubmissionRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """A submission as stored: the invite token only as its hash."""
+
+    id: str
+    workspace_id: str
+    collector_id: str
+    status: SubmissionStatus
+    customer: Customer
+    token_hash: str
+    invitation_email: InvitationEmail
+    email_requested_at: datetime | None = None
+    consent: Consent | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class InvitationResult(msgspec.Struct, kw_only=True, frozen=True):
+    """What creating an invitation returns."""
+
+    ok: bool
+    link: str
+    invite_token: str
+    submission: Submission
+    reused: bool
+
+
+class Event(msgspec.Struct, kw_only=True, frozen=True):
+    """A webhook event, exactly as it is sent."""
+
+    id: str
+    type: str
+    created_at: datetime
+    workspace_id: str
+    data: Any
+
+
+class EventRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """An event as stored: its JSON body is encoded once and signed as sent."""
+
+    id: str
+    workspace_id: str
+    type: str
+    created_at: datetime
+    payload: bytes
+
+
+class WebhookEndpoint(msgspec.Struct, kw_only=True, frozen=True):
+    """A registered webhook receiver, as the API shows it (never with its secret)."""
+
+    id: str
+    url: str
+    events: tuple[str, ...]
+    description: str | None = None
+    active: bool = True
+    disabled_reason: DisabledReason | None = None
+    failure_count: int = 0
+    first_failure_at: datetime | None = None
+    last_status_code: int | None = None
+    last_attempt_at: datetime | None = None
+    auto_disabled_at: datetime | None = None
+    created_at: datetime
+
+
+class WebhookEndpointRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """A webhook endpoint as stored, with its encrypted signing secrets."""
+
+    workspace_id: str
+    endpoint: WebhookEndpoint
+    secret_ciphertext: str
+    previous_secret_ciphertext: str | None = None
+    previous_secret_expires_at: datetime | None = None
+
+    def subscribes_to(self, event_type: str) -> bool:
+        """Return whether events of ``event_type`` go to this endpoint."""
+        events = self.endpoint.events
+        return "*" in events or event_type in events
+
+
+class Delivery(msgspec.Struct, kw_only=True, frozen=True):
+    """One event on its way to one endpoint."""
+
+    id: str
+    event_id: str
+    event_type: str
+    endpoint_id: str
+    status: DeliveryStatus
+    attempts: int = 0
+    response_status: int | None = None
+    latency_ms: int | None = None
+    error: str | None = None
+    last_attempt_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    created_at: datetime
+
+
+class Job(msgspec.Struct, kw_only=True, frozen=True):
+    """A durable background job (emails now; media work later)."""
+
+    id: str
+    workspace_id: str
+    kind: str
+    subject_id: str
+    payload: dict[str, Any] = {}
+    status: JobStatus = "queued"
+    attempts: int = 0
+    max_attempts: int = 8
+    run_at: datetime
+    last_error: str | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+class IdempotencyRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """The remembered outcome of a request made with an ``Idempotency-Key``."""
+
+    workspace_id: str
+    key: str
+    fingerprint: str
+    created_at: datetime
+    expires_at: datetime
+    response_status: int | None = None
+    response_body: bytes | None = None
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether the first request with this key has not finished yet."""
+        return self.response_status is None
+
+
+class Page(msgspec.Struct, Generic[T], kw_only=True, frozen=True):
+    """One page of a list, newest first."""
+
+    data: list[T]
+    has_more: bool
+    next_cursor: str | None = None

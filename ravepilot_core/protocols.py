@@ -1,0 +1,284 @@
+"""The extension points: every backend a plugin can supply is one of these Protocols.
+
+A backend is found by the scheme of its URL (see :mod:`ravepilot_core.backends`) and must pass the
+contract suite for its protocol in :mod:`ravepilot_core.testing`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Literal, Protocol, runtime_checkable
+
+from ravepilot_core.models import (
+    ApiKey,
+    Collector,
+    Delivery,
+    EventRecord,
+    IdempotencyRecord,
+    InvitationEmail,
+    Job,
+    SubmissionRecord,
+    SubmissionStatus,
+    WebhookEndpointRecord,
+    Workspace,
+)
+
+__all__ = ["Clock", "JobOutcome", "Mailer", "Storage"]
+
+JobOutcome = Literal["succeeded", "retry", "failed"]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Tells the time; injected so that tests can jump it.
+
+    Example::
+
+        class FixedClock:
+            def now(self) -> datetime:
+                return datetime(2026, 11, 22, tzinfo=UTC)
+    """
+
+    def now(self) -> datetime:
+        """Return the current time as an aware UTC datetime with millisecond precision."""
+        ...
+
+
+@runtime_checkable
+class Mailer(Protocol):
+    """Sends one email. Raising any exception means "not sent": the job retries with backoff.
+
+    Example::
+
+        class PrintMailer:
+            async def send(self, message: EmailMessage) -> None:
+                print(message["To"], message["Subject"])
+
+            async def close(self) -> None:
+                pass
+    """
+
+    async def send(self, message: EmailMessage) -> None:
+        """Deliver ``message`` (it has From, To, Subject, a text and an HTML part)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; called once at shutdown."""
+        ...
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Where RavePilot keeps its state.
+
+    Every mutating method that emits events takes them as ``events`` and stores them, together with
+    one delivery row per endpoint of the workspace subscribed to the event's type, in the same
+    transaction as the change (the outbox): ``pending`` for an active endpoint, ``held`` for one
+    disabled automatically or by a 410, none for one switched off by hand. Nothing is stored when
+    the change is refused.
+
+    Example (the embedded default and the in-memory backend both implement it)::
+
+        storage = await open_storage("sqlite:///var/lib/ravepilot/ravepilot.db")
+        await storage.migrate()
+        workspace = await storage.get_workspace_by_slug("default")
+    """
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def migrate(self) -> None:
+        """Create or upgrade the schema; safe to call on every start."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise :class:`~ravepilot_core.errors.BackendError` if the store is unreachable."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+    # -- workspaces and keys -------------------------------------------------------------------
+    async def create_workspace(self, workspace: Workspace, primary_collector: Collector) -> None:
+        """Store a workspace with its primary collector; a taken slug is a Conflict."""
+        ...
+
+    async def get_workspace(self, workspace_id: str) -> Workspace | None:
+        """Return the workspace with this id."""
+        ...
+
+    async def get_workspace_by_slug(self, slug: str) -> Workspace | None:
+        """Return the workspace with this slug."""
+        ...
+
+    async def create_api_key(self, key: ApiKey) -> None:
+        """Store a new API key (its hash only)."""
+        ...
+
+    async def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """Return the key whose secret hashes to ``key_hash``, revoked or not."""
+        ...
+
+    async def list_api_keys(self, workspace_id: str) -> list[ApiKey]:
+        """Return the workspace's keys, newest first."""
+        ...
+
+    async def touch_api_key(self, key_id: str, used_at: datetime) -> None:
+        """Record that the key was used at ``used_at``."""
+        ...
+
+    async def revoke_api_key(self, key_id: str, revoked_at: datetime) -> ApiKey | None:
+        """Revoke a key (keeping the first revocation time); None if there is no such key."""
+        ...
+
+    # -- collectors ----------------------------------------------------------------------------
+    async def create_collector(self, workspace_id: str, collector: Collector) -> None:
+        """Store a new, non-primary collector."""
+        ...
+
+    async def update_collector(self, workspace_id: str, collector: Collector) -> None:
+        """Replace a collector's settings (its id, primary flag and creation time are kept)."""
+        ...
+
+    async def get_collector(self, workspace_id: str, collector_id: str) -> Collector | None:
+        """Return the collector if it belongs to the workspace."""
+        ...
+
+    async def get_primary_collector(self, workspace_id: str) -> Collector | None:
+        """Return the workspace's primary collector."""
+        ...
+
+    async def list_collectors(self, workspace_id: str) -> list[Collector]:
+        """Return the workspace's collectors, newest first."""
+        ...
+
+    # -- submissions ---------------------------------------------------------------------------
+    async def create_submission(
+        self,
+        submission: SubmissionRecord,
+        *,
+        events: Sequence[EventRecord] = (),
+        jobs: Sequence[Job] = (),
+    ) -> tuple[SubmissionRecord, bool]:
+        """Store ``submission`` unless its collector already has one for the same customer email.
+
+        Returns the stored submission and whether it was created. When it already existed, nothing
+        is written (neither events nor jobs); concurrent calls create exactly one.
+        """
+        ...
+
+    async def queue_invitation_email(
+        self, submission_id: str, job: Job, *, requested_at: datetime, not_since: datetime
+    ) -> bool:
+        """Queue ``job`` unless an email for the submission was requested at or after ``not_since``.
+
+        On success the submission's email state becomes ``queued`` and its ``email_requested_at``
+        becomes ``requested_at``. The check and the write are one atomic step.
+        """
+        ...
+
+    async def get_submission(self, workspace_id: str, submission_id: str) -> SubmissionRecord | None:
+        """Return the submission if it belongs to the workspace."""
+        ...
+
+    async def list_submissions(
+        self,
+        workspace_id: str,
+        *,
+        status: SubmissionStatus | None,
+        limit: int,
+        offset: int = 0,
+        before_id: str | None = None,
+    ) -> list[SubmissionRecord]:
+        """Return up to ``limit`` submissions, newest (highest id) first.
+
+        ``before_id`` restricts to ids lower than it (keyset pagination); ``offset`` skips rows.
+        """
+        ...
+
+    # -- events and webhooks -------------------------------------------------------------------
+    async def list_events(self, workspace_id: str, *, limit: int = 50) -> list[EventRecord]:
+        """Return the workspace's most recent events, newest first."""
+        ...
+
+    async def create_webhook_endpoint(self, record: WebhookEndpointRecord) -> None:
+        """Store a new webhook endpoint."""
+        ...
+
+    async def get_webhook_endpoint(
+        self, workspace_id: str, endpoint_id: str
+    ) -> WebhookEndpointRecord | None:
+        """Return the endpoint if it belongs to the workspace."""
+        ...
+
+    async def list_webhook_endpoints(self, workspace_id: str) -> list[WebhookEndpointRecord]:
+        """Return the workspace's endpoints, newest first."""
+        ...
+
+    async def update_webhook_endpoint(self, record: WebhookEndpointRecord) -> None:
+        """Replace an endpoint's settings and bookkeeping."""
+        ...
+
+    async def delete_webhook_endpoint(self, workspace_id: str, endpoint_id: str) -> bool:
+        """Delete the endpoint; its pending and held deliveries become ``dropped``.
+
+        Returns False when the workspace has no such endpoint.
+        """
+        ...
+
+    async def list_deliveries(self, endpoint_id: str, *, limit: int = 50) -> list[Delivery]:
+        """Return the endpoint's most recent deliveries, newest first."""
+        ...
+
+    # -- jobs ----------------------------------------------------------------------------------
+    async def claim_jobs(
+        self, *, now: datetime, worker_id: str, lease_until: datetime, limit: int
+    ) -> list[Job]:
+        """Lease up to ``limit`` due jobs (queued with ``run_at <= now``, or whose lease expired).
+
+        A claimed job is ``running`` with its ``attempts`` counted; no two workers hold one job.
+        """
+        ...
+
+    async def finish_job(
+        self,
+        job_id: str,
+        *,
+        worker_id: str,
+        outcome: JobOutcome,
+        at: datetime,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+        invitation_email: InvitationEmail | None = None,
+        events: Sequence[EventRecord] = (),
+    ) -> bool:
+        """Record a job's outcome if ``worker_id`` still holds its lease.
+
+        ``retry`` puts it back in the queue for ``retry_at``. ``invitation_email``, when given,
+        becomes the job's submission's email state in the same transaction. Returns False (and
+        writes nothing) when the lease was lost.
+        """
+        ...
+
+    async def list_jobs(self, subject_id: str) -> list[Job]:
+        """Return every job about ``subject_id``, oldest first."""
+        ...
+
+    # -- idempotency ---------------------------------------------------------------------------
+    async def begin_idempotent_request(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        """Claim ``record.key`` for a new request, or return the live record that holds it.
+
+        Returns None when the claim succeeded (no record, or only an expired one, existed).
+        """
+        ...
+
+    async def complete_idempotent_request(
+        self, workspace_id: str, key: str, *, status: int, body: bytes
+    ) -> None:
+        """Store the response of the request that holds the key."""
+        ...
+
+    async def release_idempotent_request(self, workspace_id: str, key: str) -> None:
+        """Forget an unfinished key so the client may retry (used when the request failed)."""
+        ...
