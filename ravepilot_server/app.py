@@ -1,0 +1,106 @@
+"""``create_app(settings)``: the Litestar reference server. Nothing happens at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from ravepilot_core import RavePilot, Settings, __version__
+from ravepilot_server.auth import authenticate, provide_principal, provide_ravepilot
+from ravepilot_server.controllers import (
+    CollectorController,
+    InvitationController,
+    SubmissionController,
+    WebhookController,
+    health,
+)
+from ravepilot_server.errors import handle_exception
+
+__all__ = ["app_from_env", "create_app"]
+
+log = logging.getLogger("ravepilot.server")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    ravepilot: RavePilot | None = None,
+    run_worker: bool = True,
+) -> Litestar:
+    """Return the RavePilot ASGI app.
+
+    Args:
+        settings: where the backends are; read from the environment when omitted.
+        ravepilot: an already-open RavePilot to serve (embedding, tests); the caller closes it.
+        run_worker: also run the background worker (emails, webhooks) in this process.
+    """
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        owned = ravepilot is None
+        instance = ravepilot or await RavePilot.from_settings(settings)
+        app.state.ravepilot = instance
+        try:
+            async with anyio.create_task_group() as group:
+                if run_worker:
+                    group.start_soon(instance.worker().run)
+                yield
+                group.cancel_scope.cancel()
+        finally:
+            if owned:
+                await instance.close()
+
+    api = Router(
+        path="/v1",
+        route_handlers=[
+            InvitationController,
+            SubmissionController,
+            CollectorController,
+            WebhookController,
+        ],
+        guards=[authenticate],
+        dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
+        security=[{"BearerAuth": []}, {"ApiKeyHeader": []}],
+    )
+    return Litestar(
+        route_handlers=[api, health],
+        dependencies={"ravepilot": Provide(provide_ravepilot, sync_to_thread=False)},
+        exception_handlers={Exception: handle_exception},
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="RavePilot API",
+            version=__version__,
+            description="Invite customers, collect video testimonials, receive signed webhooks.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "BearerAuth": SecurityScheme(
+                        type="http", scheme="bearer", description="Authorization: Bearer rp_live_..."
+                    ),
+                    "ApiKeyHeader": SecurityScheme(
+                        type="apiKey", name="X-API-Key", security_scheme_in="header"
+                    ),
+                }
+            ),
+        ),
+        debug=False,
+    )
+
+
+def app_from_env() -> Litestar:
+    """Factory for ``uvicorn --factory`` and multi-worker serving: settings from the environment."""
+    import os
+
+    run_worker = os.environ.get("RAVEPILOT_RUN_WORKER", "true").lower() not in ("0", "false", "no")
+    return create_app(Settings.from_env(), run_worker=run_worker)

@@ -1,0 +1,71 @@
+"""``POST /v1/invitations`` and ``POST /v1/invitations/link``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, post
+
+from ravepilot_core import RavePilot
+from ravepilot_core.invitations import InvitationRequest, LinkRequest
+from ravepilot_core.models import InvitationResult, Principal
+from ravepilot_server.idempotency import idempotent
+from ravepilot_server.openapi import documented
+
+__all__ = ["InvitationController"]
+
+
+class InvitationController(Controller):
+    """Create invitations: the same customer always gets the same link."""
+
+    path = "/invitations"
+    tags = ["invitations"]
+    opt = {"scope": "invitations"}
+
+    async def _create(
+        self,
+        request: Request[Any, Any, Any],
+        ravepilot: RavePilot,
+        principal: Principal,
+        data: InvitationRequest | LinkRequest,
+    ) -> Response[InvitationResult]:
+        async def create() -> tuple[int, InvitationResult]:
+            result = await ravepilot.invitations.create(principal.workspace_id, data)
+            return (200 if result.reused else 201), result
+
+        return await idempotent(request, ravepilot, principal, create)
+
+    @post(
+        "/",
+        status_code=201,
+        summary="Create an invitation",
+        description="Creates or reuses the customer's submission and, by default, emails the link."
+        " 201 when created, 200 when reused.",
+        responses=documented(s200=InvitationResult),
+    )
+    async def create_invitation(
+        self,
+        request: Request[Any, Any, Any],
+        ravepilot: RavePilot,
+        principal: Principal,
+        data: InvitationRequest,
+    ) -> Response[InvitationResult]:
+        """Create an invitation."""
+        return await self._create(request, ravepilot, principal, data)
+
+    @post(
+        "/link",
+        status_code=201,
+        summary="Create an invite link without email",
+        description="The same creator for embedding in your own app; it never sends email.",
+        responses=documented(s200=InvitationResult),
+    )
+    async def create_link(
+        self,
+        request: Request[Any, Any, Any],
+        ravepilot: RavePilot,
+        principal: Principal,
+        data: LinkRequest,
+    ) -> Response[InvitationResult]:
+        """Create an invite link."""
+        return await self._create(request, ravepilot, principal, data)

@@ -1,0 +1,79 @@
+"""``/v1/webhooks``: endpoints that receive signed events (scope ``webhooks``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post
+
+from ravepilot_core import EVENT_TYPES, NewWebhookEndpoint, RavePilot, WebhookChanges
+from ravepilot_core.models import Principal, WebhookEndpoint
+from ravepilot_server.idempotency import idempotent
+from ravepilot_server.openapi import documented
+from ravepilot_server.schemas import CreatedWebhookEndpoint, DeliveryList, WebhookEndpointList
+
+__all__ = ["WebhookController"]
+
+
+class WebhookController(Controller):
+    """Register, change, remove and inspect webhook endpoints."""
+
+    path = "/webhooks"
+    tags = ["webhooks"]
+    opt = {"scope": "webhooks"}
+
+    @post("/", status_code=201, summary="Register a webhook endpoint", responses=documented())
+    async def create_endpoint(
+        self,
+        request: Request[Any, Any, Any],
+        ravepilot: RavePilot,
+        principal: Principal,
+        data: NewWebhookEndpoint,
+    ) -> Response[CreatedWebhookEndpoint]:
+        """Register an endpoint; the response carries its secret, shown only this once."""
+
+        async def create() -> tuple[int, CreatedWebhookEndpoint]:
+            endpoint, secret = await ravepilot.webhooks.create(principal.workspace_id, data)
+            return 201, CreatedWebhookEndpoint(**msgspec.structs.asdict(endpoint), secret=secret)
+
+        return await idempotent(request, ravepilot, principal, create)
+
+    @get("/", summary="List webhook endpoints and the event catalog", responses=documented())
+    async def list_endpoints(
+        self, ravepilot: RavePilot, principal: Principal
+    ) -> WebhookEndpointList:
+        """List endpoints (never with secrets) and every valid event name."""
+        return WebhookEndpointList(
+            data=await ravepilot.webhooks.list(principal.workspace_id), events=list(EVENT_TYPES)
+        )
+
+    @get("/{endpoint_id:str}", summary="Get a webhook endpoint", responses=documented())
+    async def get_endpoint(
+        self, ravepilot: RavePilot, principal: Principal, endpoint_id: str
+    ) -> WebhookEndpoint:
+        """Get one endpoint."""
+        return await ravepilot.webhooks.get(principal.workspace_id, endpoint_id)
+
+    @patch("/{endpoint_id:str}", summary="Change a webhook endpoint", responses=documented())
+    async def update_endpoint(
+        self, ravepilot: RavePilot, principal: Principal, endpoint_id: str, data: WebhookChanges
+    ) -> WebhookEndpoint:
+        """Change the URL, events, description, or switch the endpoint off and on."""
+        return await ravepilot.webhooks.update(principal.workspace_id, endpoint_id, data)
+
+    @delete("/{endpoint_id:str}", status_code=204, summary="Remove a webhook endpoint", responses=documented())
+    async def delete_endpoint(
+        self, ravepilot: RavePilot, principal: Principal, endpoint_id: str
+    ) -> None:
+        """Remove the endpoint; its pending deliveries are dropped."""
+        await ravepilot.webhooks.delete(principal.workspace_id, endpoint_id)
+
+    @get("/{endpoint_id:str}/deliveries", summary="Recent deliveries of an endpoint", responses=documented())
+    async def list_deliveries(
+        self, ravepilot: RavePilot, principal: Principal, endpoint_id: str
+    ) -> DeliveryList:
+        """The 50 most recent deliveries, newest first."""
+        return DeliveryList(
+            data=await ravepilot.webhooks.deliveries(principal.workspace_id, endpoint_id)
+        )
