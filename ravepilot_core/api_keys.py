@@ -63,7 +63,8 @@ class ApiKeyService:
         """Return who holds ``presented``; raise AuthenticationFailed for anything else."""
         if not presented:
             raise AuthenticationFailed(
-                "missing API key: send 'Authorization: Bearer rp_live_...' or 'X-API-Key: rp_live_...'"
+                "missing API key: send 'Authorization: Bearer rp_live_...' "
+                "or 'X-API-Key: rp_live_...'"
             )
         if not presented.startswith("rp_") or len(presented) > 200:
             raise AuthenticationFailed("malformed API key: keys start with rp_")

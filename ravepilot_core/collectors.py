@@ -56,10 +56,10 @@ class CollectorChanges(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
 
     name: Name | msgspec.UnsetType = msgspec.UNSET
     brand: Brand | msgspec.UnsetType = msgspec.UNSET
-    host: str | None | msgspec.UnsetType = msgspec.UNSET
-    consent_text: Annotated[str, msgspec.Meta(min_length=1, max_length=5000)] | msgspec.UnsetType = (
-        msgspec.UNSET
-    )
+    host: str | msgspec.UnsetType | None = msgspec.UNSET
+    consent_text: (
+        Annotated[str, msgspec.Meta(min_length=1, max_length=5000)] | msgspec.UnsetType
+    ) = msgspec.UNSET
     script: list[ScriptPrompt] | msgspec.UnsetType = msgspec.UNSET
     auto_render: bool | msgspec.UnsetType = msgspec.UNSET
     render_formats: list[RenderFormat] | msgspec.UnsetType = msgspec.UNSET

@@ -53,7 +53,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             raise ConfigurationError(f"invalid setting: {exc}") from None
         if not settings.public_url.startswith(("http://", "https://")):
             raise ConfigurationError(
-                f"RAVEPILOT_PUBLIC_URL must start with http:// or https://, got {settings.public_url!r}"
+                "RAVEPILOT_PUBLIC_URL must start with http:// or https://, "
+                f"got {settings.public_url!r}"
             )
         return settings
 

@@ -90,7 +90,7 @@ class Keyring:
             ) from None
 
     def invite_token(self, submission_id: str) -> str:
-        """Return the submission's invite token: the same every time, unguessable without the key."""
+        """Return the submission's invite token: always the same, unguessable without the key."""
         digest = hmac.new(self._invite_key, submission_id.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 

@@ -6,7 +6,7 @@ without knowing every subclass::
 
     RavePilotError                    (500 internal)
     ├── InvalidRequest                (400 invalid_request)  what to fix is in the message
-    ├── AuthenticationFailed          (401 unauthenticated)  missing, malformed, unknown or revoked key
+    ├── AuthenticationFailed          (401 unauthenticated)  missing/malformed/unknown/revoked key
     ├── PermissionDenied              (403 missing_scope)    valid key without the needed scope
     ├── NotFound                      (404 not_found)        absent in *your* workspace
     ├── Conflict                      (409 conflict)         clashes with the current state
@@ -15,7 +15,7 @@ without knowing every subclass::
     ├── RateLimited                   (429 rate_limited)     carries ``retry_after`` seconds
     ├── ConfigurationError            (500 configuration_error)  bad settings at start-up
     │   └── BackendNotFound           (500 backend_not_found)    no plugin for a URL scheme
-    ├── BackendError                  (503 backend_unavailable)  storage/mailer failed; safe to retry
+    ├── BackendError                  (503 backend_unavailable)  a backend failed; safe to retry
     └── JobAbandoned                  (500 job_abandoned)  a background job that must not retry
 """
 

@@ -54,7 +54,7 @@ def validate_event_selection(events: list[str] | tuple[str, ...]) -> tuple[str, 
     if unknown:
         raise InvalidRequest(
             f"unknown event name(s) {', '.join(map(repr, unknown))}; "
-            f"valid names are {', '.join(EVENT_TYPES)} or \"*\""
+            f'valid names are {", ".join(EVENT_TYPES)} or "*"'
         )
     if "*" in events:
         if len(set(events)) > 1:

@@ -61,7 +61,9 @@ class RavePilot:
             resolver=resolver,
         )
         if allow_private_webhooks:
-            log.warning("private and plain-http webhook URLs are allowed: use this only in development")
+            log.warning(
+                "private and plain-http webhook URLs are allowed: use this only in development"
+            )
         self.workspaces = WorkspaceService(self.context)
         self.api_keys = ApiKeyService(self.context)
         self.collectors = CollectorService(self.context)

@@ -39,9 +39,7 @@ class IdempotencyService:
         request with it is still running.
         """
         if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
-            raise InvalidRequest(
-                f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters"
-            )
+            raise InvalidRequest(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters")
         now = self._ctx.clock.now()
         existing = await self._ctx.storage.begin_idempotent_request(
             IdempotencyRecord(

@@ -54,7 +54,9 @@ def normalise_email(raw: str) -> str:
     try:
         checked = email_validator.validate_email(raw.strip(), check_deliverability=False)
     except email_validator.EmailNotValidError as exc:
-        raise InvalidRequest(f"customer_email {raw!r} is not a valid email address: {exc}") from None
+        raise InvalidRequest(
+            f"customer_email {raw!r} is not a valid email address: {exc}"
+        ) from None
     return checked.normalized.lower()
 
 

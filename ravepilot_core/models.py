@@ -1,9 +1,9 @@
 """The domain and wire types, as msgspec Structs.
 
-Types named after a resource (``Submission``, ``Collector``, ``WebhookEndpoint``...) are exactly what
-the API shows and what event payloads carry. Types ending in ``Record`` are what storage keeps: they
-add the workspace and the secrets that are never shown. New fields always get defaults, so stored
-JSON and clients keep working.
+Types named after a resource (``Submission``, ``Collector``, ``WebhookEndpoint``...) are exactly
+what the API shows and what event payloads carry. Types ending in ``Record`` are what storage
+keeps: they add the workspace and the secrets that are never shown. New fields always get
+defaults, so stored JSON and clients keep working.
 """
 
 from __future__ import annotations

@@ -33,7 +33,10 @@ class OutboxMailer:
         await anyio.to_thread.run_sync(self._write, message)
         link = message.get("X-RavePilot-Link")
         log.info(
-            "email to %s: %s%s", message["To"], message["Subject"], f" (link: {link})" if link else ""
+            "email to %s: %s%s",
+            message["To"],
+            message["Subject"],
+            f" (link: {link})" if link else "",
         )
 
     def _write(self, message: EmailMessage) -> None:
@@ -54,5 +57,7 @@ def open_outbox_mailer(url: str) -> OutboxMailer:
     parts = urlsplit(url)
     path = unquote(parts.netloc + parts.path)
     if not path:
-        raise ConfigurationError("outbox:// needs a directory, e.g. outbox:///var/lib/ravepilot/outbox")
+        raise ConfigurationError(
+            "outbox:// needs a directory, e.g. outbox:///var/lib/ravepilot/outbox"
+        )
     return OutboxMailer(Path(path))

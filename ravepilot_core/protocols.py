@@ -178,7 +178,9 @@ class Storage(Protocol):
         """
         ...
 
-    async def get_submission(self, workspace_id: str, submission_id: str) -> SubmissionRecord | None:
+    async def get_submission(
+        self, workspace_id: str, submission_id: str
+    ) -> SubmissionRecord | None:
         """Return the submission if it belongs to the workspace."""
         ...
 

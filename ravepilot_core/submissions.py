@@ -97,7 +97,7 @@ class SubmissionService:
             before_id = decode_cursor(cursor, "sub")
         records = await self._ctx.storage.list_submissions(
             workspace_id,
-            status=status,  # type: ignore[arg-type]  # checked against SUBMISSION_STATUSES above
+            status=status,
             limit=limit + 1,
             offset=offset,
             before_id=before_id,

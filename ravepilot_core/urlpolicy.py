@@ -54,7 +54,9 @@ async def check_webhook_url(url: str, *, resolver: Resolver, allow_private: bool
         try:
             addresses = await resolver(host)
         except OSError as exc:
-            raise InvalidRequest(f"url host {host!r} does not resolve ({exc}); check the URL") from None
+            raise InvalidRequest(
+                f"url host {host!r} does not resolve ({exc}); check the URL"
+            ) from None
         if not addresses:
             raise InvalidRequest(f"url host {host!r} does not resolve; check the URL")
     for address in addresses:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Annotated
 
 import msgspec
@@ -17,7 +18,9 @@ from ravepilot_core.urlpolicy import check_webhook_url
 __all__ = ["NewWebhookEndpoint", "WebhookChanges", "WebhookService"]
 
 Description = Annotated[str, msgspec.Meta(max_length=500)]
-EventNames = Annotated[list[Annotated[str, msgspec.Meta(max_length=100)]], msgspec.Meta(max_length=50)]
+EventNames = Annotated[
+    list[Annotated[str, msgspec.Meta(max_length=100)]], msgspec.Meta(max_length=50)
+]
 
 
 class NewWebhookEndpoint(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -33,7 +36,7 @@ class WebhookChanges(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     url: Annotated[str, msgspec.Meta(max_length=2048)] | msgspec.UnsetType = msgspec.UNSET
     events: EventNames | msgspec.UnsetType = msgspec.UNSET
-    description: Description | None | msgspec.UnsetType = msgspec.UNSET
+    description: Description | msgspec.UnsetType | None = msgspec.UNSET
     active: bool | msgspec.UnsetType = msgspec.UNSET
 
 
@@ -125,7 +128,7 @@ class WebhookService:
         if not await self._ctx.storage.delete_webhook_endpoint(workspace_id, endpoint_id):
             raise NotFound(f"no webhook endpoint {endpoint_id!r} in this workspace")
 
-    async def deliveries(self, workspace_id: str, endpoint_id: str) -> list[Delivery]:
+    async def deliveries(self, workspace_id: str, endpoint_id: str) -> builtins.list[Delivery]:
         """Return the endpoint's 50 most recent deliveries, newest first."""
         await self._record(workspace_id, endpoint_id)
         return await self._ctx.storage.list_deliveries(endpoint_id, limit=50)

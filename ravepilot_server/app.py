@@ -86,7 +86,9 @@ def create_app(
             components=Components(
                 security_schemes={
                     "BearerAuth": SecurityScheme(
-                        type="http", scheme="bearer", description="Authorization: Bearer rp_live_..."
+                        type="http",
+                        scheme="bearer",
+                        description="Authorization: Bearer rp_live_...",
                     ),
                     "ApiKeyHeader": SecurityScheme(
                         type="apiKey", name="X-API-Key", security_scheme_in="header"

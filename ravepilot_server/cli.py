@@ -44,8 +44,15 @@ def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
-        names = ("data_dir", "database_url", "mailer_url", "mail_from", "media_url", "public_url",
-                 "allow_private_webhooks")
+        names = (
+            "data_dir",
+            "database_url",
+            "mailer_url",
+            "mail_from",
+            "media_url",
+            "public_url",
+            "allow_private_webhooks",
+        )
         overrides = {name: kwargs.pop(name) for name in names}
         try:
             settings = Settings.from_env(**overrides)
@@ -87,7 +94,9 @@ async def initialise(ravepilot: RavePilot) -> str | None:
 @click.version_option(package_name="ravepilot")
 def main() -> None:
     """RavePilot: collect customer video testimonials on your own server."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("piccolo").setLevel(logging.WARNING)  # it announces the SQLite version
 
 
@@ -196,7 +205,10 @@ def keys() -> None:
 @_settings_options
 @click.option("--workspace", "workspace_slug", required=True, help="Workspace slug.")
 @click.option(
-    "--scope", "scopes", multiple=True, type=click.Choice(ALL_SCOPES),
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(ALL_SCOPES),
     help="Repeat for several scopes; all scopes when none is given.",
 )
 @click.option("--name", default="", help="A label to recognise the key by.")
@@ -227,12 +239,18 @@ def revoke_key(settings: Settings, key_id: str) -> None:
 @main.command()
 def plugins() -> None:
     """List every installed backend and where it comes from."""
-    rows = [(b.kind, f"{b.scheme}://", b.target, f"{b.distribution} {b.version}")
-            for b in installed_backends()]
+    rows = [
+        (b.kind, f"{b.scheme}://", b.target, f"{b.distribution} {b.version}")
+        for b in installed_backends()
+    ]
     header = ("KIND", "SCHEME", "ENTRY POINT", "DISTRIBUTION")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
     for row in [header, *rows]:
-        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        click.echo(
+            "  ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

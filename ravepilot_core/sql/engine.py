@@ -38,7 +38,7 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in message or "busy" in message
 
 
-class InlineSQLiteEngine(SQLiteEngine):  # type: ignore[misc]
+class InlineSQLiteEngine(SQLiteEngine):
     """SQLite with WAL, one persistent connection and immediate write transactions."""
 
     def __init__(self, path: str) -> None:
@@ -49,7 +49,8 @@ class InlineSQLiteEngine(SQLiteEngine):  # type: ignore[misc]
             )
         self._connection: sqlite3.Connection | None = None
         self._lock: anyio.Lock | None = None
-        self.current_transaction: ContextVar[_Transaction | None] = ContextVar(
+        # Our own transaction type (duck-compatible with Piccolo's, which nothing else sees).
+        self.current_transaction: ContextVar[_Transaction | None] = ContextVar(  # type: ignore[assignment]
             f"ravepilot_sqlite_tx_{id(self)}", default=None
         )
 
@@ -129,7 +130,7 @@ class InlineSQLiteEngine(SQLiteEngine):  # type: ignore[misc]
         async with self._lock_for_loop():
             return await self._execute_when_free(ddl)
 
-    def transaction(self, *args: Any, **kwargs: Any) -> _Transaction:
+    def transaction(self, *args: Any, **kwargs: Any) -> _Transaction:  # type: ignore[override]
         """Return an immediate write transaction (nested use joins the outer one)."""
         return _Transaction(self)
 

@@ -41,7 +41,7 @@ def _is_unique_violation(exc: Exception) -> bool:
 class SQLStorage:
     """A :class:`~ravepilot_core.protocols.Storage` over any Piccolo engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine[Any]) -> None:
         self.engine = engine
         self.t: Tables = bind_tables(engine)
 
@@ -59,7 +59,9 @@ class SQLStorage:
 
     async def close(self) -> None:
         """Close the engine's connections."""
-        close = getattr(self.engine, "close", None) or getattr(self.engine, "close_connection_pool", None)
+        close = getattr(self.engine, "close", None) or getattr(
+            self.engine, "close_connection_pool", None
+        )
         if close is not None:
             await close()
 
@@ -81,7 +83,9 @@ class SQLStorage:
         for event in events:
             for record in endpoints:
                 ep = record.endpoint
-                if record.workspace_id != event.workspace_id or not record.subscribes_to(event.type):
+                if record.workspace_id != event.workspace_id or not record.subscribes_to(
+                    event.type
+                ):
                     continue
                 if ep.active:
                     status = "pending"
@@ -151,7 +155,9 @@ class SQLStorage:
     async def list_api_keys(self, workspace_id: str) -> list[ApiKey]:
         """Select a workspace's keys, newest first."""
         t = self.t.api_keys
-        found = await t.select().where(t.workspace_id == workspace_id).order_by(t.id, ascending=False)
+        found = (
+            await t.select().where(t.workspace_id == workspace_id).order_by(t.id, ascending=False)
+        )
         return [rows.api_key_from_row(row) for row in found]
 
     async def touch_api_key(self, key_id: str, used_at: datetime) -> None:
@@ -195,19 +201,31 @@ class SQLStorage:
     async def get_collector(self, workspace_id: str, collector_id: str) -> Collector | None:
         """Select one collector of the workspace."""
         t = self.t.collectors
-        row = await t.select(t.body).where((t.id == collector_id) & (t.workspace_id == workspace_id)).first()
+        row = (
+            await t.select(t.body)
+            .where((t.id == collector_id) & (t.workspace_id == workspace_id))
+            .first()
+        )
         return rows.collector_from_row(row) if row else None
 
     async def get_primary_collector(self, workspace_id: str) -> Collector | None:
         """Select the workspace's primary collector."""
         t = self.t.collectors
-        row = await t.select(t.body).where((t.workspace_id == workspace_id) & (t.is_primary == True)).first()  # noqa: E712
+        row = (
+            await t.select(t.body)
+            .where((t.workspace_id == workspace_id) & t.is_primary.eq(True))
+            .first()
+        )
         return rows.collector_from_row(row) if row else None
 
     async def list_collectors(self, workspace_id: str) -> list[Collector]:
         """Select the workspace's collectors, newest first."""
         t = self.t.collectors
-        found = await t.select(t.body).where(t.workspace_id == workspace_id).order_by(t.id, ascending=False)
+        found = (
+            await t.select(t.body)
+            .where(t.workspace_id == workspace_id)
+            .order_by(t.id, ascending=False)
+        )
         return [rows.collector_from_row(row) for row in found]
 
     # -- submissions ---------------------------------------------------------------------------
@@ -230,10 +248,14 @@ class SQLStorage:
                 await self._write_events(events)
                 await self._write_jobs(jobs)
                 return submission, True
-            row = await t.select().where(
-                (t.collector_id == submission.collector_id)
-                & (t.customer_email == submission.customer.email)
-            ).first()
+            row = (
+                await t.select()
+                .where(
+                    (t.collector_id == submission.collector_id)
+                    & (t.customer_email == submission.customer.email)
+                )
+                .first()
+            )
         if row is None:  # the conflict was on another unique column: a bug, not a race
             raise BackendError("submission insert conflicted unexpectedly; retry")
         return rows.submission_from_row(row), False
@@ -263,10 +285,16 @@ class SQLStorage:
             await self._write_jobs([job])
         return True
 
-    async def get_submission(self, workspace_id: str, submission_id: str) -> SubmissionRecord | None:
+    async def get_submission(
+        self, workspace_id: str, submission_id: str
+    ) -> SubmissionRecord | None:
         """Select one submission of the workspace."""
         t = self.t.submissions
-        row = await t.select().where((t.id == submission_id) & (t.workspace_id == workspace_id)).first()
+        row = (
+            await t.select()
+            .where((t.id == submission_id) & (t.workspace_id == workspace_id))
+            .first()
+        )
         return rows.submission_from_row(row) if row else None
 
     async def list_submissions(
@@ -294,7 +322,12 @@ class SQLStorage:
     async def list_events(self, workspace_id: str, *, limit: int = 50) -> list[EventRecord]:
         """Select the workspace's newest events."""
         t = self.t.events
-        found = await t.select().where(t.workspace_id == workspace_id).order_by(t.id, ascending=False).limit(limit)
+        found = (
+            await t.select()
+            .where(t.workspace_id == workspace_id)
+            .order_by(t.id, ascending=False)
+            .limit(limit)
+        )
         return [rows.event_from_row(row) for row in found]
 
     async def create_webhook_endpoint(self, record: WebhookEndpointRecord) -> None:
@@ -307,13 +340,17 @@ class SQLStorage:
     ) -> WebhookEndpointRecord | None:
         """Select one endpoint of the workspace."""
         t = self.t.webhook_endpoints
-        row = await t.select().where((t.id == endpoint_id) & (t.workspace_id == workspace_id)).first()
+        row = (
+            await t.select().where((t.id == endpoint_id) & (t.workspace_id == workspace_id)).first()
+        )
         return rows.endpoint_from_row(row) if row else None
 
     async def list_webhook_endpoints(self, workspace_id: str) -> list[WebhookEndpointRecord]:
         """Select the workspace's endpoints, newest first."""
         t = self.t.webhook_endpoints
-        found = await t.select().where(t.workspace_id == workspace_id).order_by(t.id, ascending=False)
+        found = (
+            await t.select().where(t.workspace_id == workspace_id).order_by(t.id, ascending=False)
+        )
         return [rows.endpoint_from_row(row) for row in found]
 
     async def update_webhook_endpoint(self, record: WebhookEndpointRecord) -> None:
@@ -329,20 +366,27 @@ class SQLStorage:
         """Delete the endpoint and drop what it still had to receive."""
         t, d = self.t.webhook_endpoints, self.t.deliveries
         async with self.engine.transaction():
-            deleted = await t.delete().where(
-                (t.id == endpoint_id) & (t.workspace_id == workspace_id)
-            ).returning(t.id)
+            deleted = (
+                await t.delete()
+                .where((t.id == endpoint_id) & (t.workspace_id == workspace_id))
+                .returning(t.id)
+            )
             if not deleted:
                 return False
-            await d.update({d.status: "dropped", d.next_attempt_at: None, d.lease_until: None}).where(
-                (d.endpoint_id == endpoint_id) & d.status.is_in(["pending", "held"])
-            )
+            await d.update(
+                {d.status: "dropped", d.next_attempt_at: None, d.lease_until: None}
+            ).where((d.endpoint_id == endpoint_id) & d.status.is_in(["pending", "held"]))
         return True
 
     async def list_deliveries(self, endpoint_id: str, *, limit: int = 50) -> list[Delivery]:
         """Select the endpoint's newest deliveries."""
         d = self.t.deliveries
-        found = await d.select().where(d.endpoint_id == endpoint_id).order_by(d.id, ascending=False).limit(limit)
+        found = (
+            await d.select()
+            .where(d.endpoint_id == endpoint_id)
+            .order_by(d.id, ascending=False)
+            .limit(limit)
+        )
         return [rows.delivery_from_row(row) for row in found]
 
     # -- jobs ----------------------------------------------------------------------------------
@@ -355,7 +399,7 @@ class SQLStorage:
         due = ((j.status == "queued") & (j.run_at <= now_ms)) | (
             (j.status == "running") & (j.lease_until < now_ms)
         )
-        claimed = []
+        claimed: list[Job] = []
         async with self.engine.transaction():
             candidates = await j.select(j.id).where(due).order_by(j.run_at).limit(limit)
             for candidate in candidates:
@@ -418,7 +462,10 @@ class SQLStorage:
     async def list_jobs(self, subject_id: str) -> list[Job]:
         """Select the jobs about one subject, oldest first."""
         j = self.t.jobs
-        return [rows.job_from_row(row) for row in await j.select().where(j.subject_id == subject_id).order_by(j.id)]
+        return [
+            rows.job_from_row(row)
+            for row in await j.select().where(j.subject_id == subject_id).order_by(j.id)
+        ]
 
     # -- idempotency ---------------------------------------------------------------------------
     @staticmethod

@@ -33,16 +33,16 @@ class Tables:
     idempotency_keys: Any
 
 
-def bind_tables(engine: Engine) -> Tables:
+def bind_tables(engine: Engine[Any]) -> Tables:
     """Return the table classes bound to ``engine``."""
 
-    class Workspaces(Table, tablename="rp_workspaces", db=engine):  # type: ignore[call-arg]
+    class Workspaces(Table, tablename="rp_workspaces", db=engine):
         id = Varchar(length=40, primary_key=True)
         slug = Varchar(length=63)
         name = Text()
         created_at = BigInt()
 
-    class ApiKeys(Table, tablename="rp_api_keys", db=engine):  # type: ignore[call-arg]
+    class ApiKeys(Table, tablename="rp_api_keys", db=engine):
         id = Varchar(length=40, primary_key=True)
         workspace_id = Varchar(length=40)
         name = Text()
@@ -53,14 +53,14 @@ def bind_tables(engine: Engine) -> Tables:
         last_used_at = BigInt(null=True)
         revoked_at = BigInt(null=True)
 
-    class Collectors(Table, tablename="rp_collectors", db=engine):  # type: ignore[call-arg]
+    class Collectors(Table, tablename="rp_collectors", db=engine):
         id = Varchar(length=40, primary_key=True)
         workspace_id = Varchar(length=40)
         is_primary = Boolean()
         body = Text()
         created_at = BigInt()
 
-    class Submissions(Table, tablename="rp_submissions", db=engine):  # type: ignore[call-arg]
+    class Submissions(Table, tablename="rp_submissions", db=engine):
         id = Varchar(length=40, primary_key=True)
         workspace_id = Varchar(length=40)
         collector_id = Varchar(length=40)
@@ -77,14 +77,14 @@ def bind_tables(engine: Engine) -> Tables:
         created_at = BigInt()
         updated_at = BigInt()
 
-    class Events(Table, tablename="rp_events", db=engine):  # type: ignore[call-arg]
+    class Events(Table, tablename="rp_events", db=engine):
         id = Varchar(length=40, primary_key=True)
         workspace_id = Varchar(length=40)
         type = Varchar(length=40)
         payload = Text()
         created_at = BigInt()
 
-    class WebhookEndpoints(Table, tablename="rp_webhook_endpoints", db=engine):  # type: ignore[call-arg]
+    class WebhookEndpoints(Table, tablename="rp_webhook_endpoints", db=engine):
         id = Varchar(length=40, primary_key=True)
         workspace_id = Varchar(length=40)
         url = Text()
@@ -102,7 +102,7 @@ def bind_tables(engine: Engine) -> Tables:
         previous_secret_expires_at = BigInt(null=True)
         created_at = BigInt()
 
-    class Deliveries(Table, tablename="rp_deliveries", db=engine):  # type: ignore[call-arg]
+    class Deliveries(Table, tablename="rp_deliveries", db=engine):
         id = Varchar(length=40, primary_key=True)
         workspace_id = Varchar(length=40)
         event_id = Varchar(length=40)
@@ -119,7 +119,7 @@ def bind_tables(engine: Engine) -> Tables:
         lease_until = BigInt(null=True)
         created_at = BigInt()
 
-    class Jobs(Table, tablename="rp_jobs", db=engine):  # type: ignore[call-arg]
+    class Jobs(Table, tablename="rp_jobs", db=engine):
         id = Varchar(length=40, primary_key=True)
         workspace_id = Varchar(length=40)
         kind = Varchar(length=40)
@@ -135,7 +135,7 @@ def bind_tables(engine: Engine) -> Tables:
         created_at = BigInt()
         finished_at = BigInt(null=True)
 
-    class IdempotencyKeys(Table, tablename="rp_idempotency_keys", db=engine):  # type: ignore[call-arg]
+    class IdempotencyKeys(Table, tablename="rp_idempotency_keys", db=engine):
         id = Text(primary_key=True)
         workspace_id = Varchar(length=40)
         key = Text()

@@ -23,5 +23,7 @@ async def health(ravepilot: RavePilot) -> Response[Health]:
     try:
         await ravepilot.storage.ping()
     except BackendError:
-        return Response(Health(status="degraded", storage="unreachable", version=__version__), status_code=503)
+        return Response(
+            Health(status="degraded", storage="unreachable", version=__version__), status_code=503
+        )
     return Response(Health(status="ok", storage="ok", version=__version__), status_code=200)

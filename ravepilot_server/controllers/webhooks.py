@@ -62,14 +62,23 @@ class WebhookController(Controller):
         """Change the URL, events, description, or switch the endpoint off and on."""
         return await ravepilot.webhooks.update(principal.workspace_id, endpoint_id, data)
 
-    @delete("/{endpoint_id:str}", status_code=204, summary="Remove a webhook endpoint", responses=documented())
+    @delete(
+        "/{endpoint_id:str}",
+        status_code=204,
+        summary="Remove a webhook endpoint",
+        responses=documented(),
+    )
     async def delete_endpoint(
         self, ravepilot: RavePilot, principal: Principal, endpoint_id: str
     ) -> None:
         """Remove the endpoint; its pending deliveries are dropped."""
         await ravepilot.webhooks.delete(principal.workspace_id, endpoint_id)
 
-    @get("/{endpoint_id:str}/deliveries", summary="Recent deliveries of an endpoint", responses=documented())
+    @get(
+        "/{endpoint_id:str}/deliveries",
+        summary="Recent deliveries of an endpoint",
+        responses=documented(),
+    )
     async def list_deliveries(
         self, ravepilot: RavePilot, principal: Principal, endpoint_id: str
     ) -> DeliveryList:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from typing import Any
 from types import ModuleType
 
 from piccolo.engine.base import Engine
@@ -25,7 +26,7 @@ def _load(name: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{name}")
 
 
-async def apply_migrations(engine: Engine) -> list[str]:
+async def apply_migrations(engine: Engine[Any]) -> list[str]:
     """Apply every migration not yet recorded; return the ids applied now."""
     await engine.run_ddl(
         "CREATE TABLE IF NOT EXISTS rp_schema_migrations "

@@ -1,0 +1,44 @@
+"""Test doubles and contract suites: in-memory backends, a frozen clock, the Storage contract.
+
+Everything here imports without pytest except :class:`StorageContract`, which is loaded on first
+use (it is a pytest test class)::
+
+    from ravepilot_core.testing import FrozenClock, open_memory_storage
+
+    class TestMyStorage(StorageContract):  # in a plugin's own test suite
+        @pytest.fixture
+        async def storage(self, tmp_path): ...
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ravepilot_core.testing.clock import FrozenClock
+from ravepilot_core.testing.memory import (
+    MemoryMailer,
+    MemoryStorage,
+    open_memory_mailer,
+    open_memory_storage,
+)
+
+if TYPE_CHECKING:
+    from ravepilot_core.testing.contract import StorageContract
+
+__all__ = [
+    "FrozenClock",
+    "MemoryMailer",
+    "MemoryStorage",
+    "StorageContract",
+    "open_memory_mailer",
+    "open_memory_storage",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The contract suite imports pytest, which an app using the memory backends may not have.
+    if name == "StorageContract":
+        from ravepilot_core.testing.contract import StorageContract
+
+        return StorageContract
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

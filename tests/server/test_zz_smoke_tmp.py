@@ -1,0 +1,26 @@
+import pytest
+pytestmark = pytest.mark.anyio
+
+async def test_smoke(client, tenant, tmp_path):
+    r = await client.post("/v1/invitations", json={"customer_email": "Marjorie@ACME.com", "customer_name": "Marjorie"}, headers=tenant.headers)
+    print(r.status_code, r.json())
+    r = await client.post("/v1/invitations/link", json={"customer_email": "a@b.com", "send_email": False}, headers=tenant.headers)
+    print(r.status_code, r.json())
+    r = await client.get("/v1/nope", headers=tenant.headers)
+    print(r.status_code, r.json())
+    r = await client.delete("/v1/invitations", headers=tenant.headers)
+    print(r.status_code, r.json())
+    r = await client.post("/v1/invitations", content=b"{bad", headers={**tenant.headers, "content-type": "application/json"})
+    print(r.status_code, r.json())
+    r = await client.post("/v1/invitations", json={"customer_email": 5}, headers=tenant.headers)
+    print(r.status_code, r.json())
+    r = await client.post("/v1/invitations", content=b"x"*2_000_000, headers={**tenant.headers, "content-type": "application/json"})
+    print(r.status_code, r.text[:300])
+    r = await client.get("/v1/submissions?limit=0", headers=tenant.headers)
+    print(r.status_code, r.json())
+    r = await client.get("/v1/submissions?status=bogus", headers=tenant.headers)
+    print(r.status_code, r.json())
+    r = await client.get("/health")
+    print(r.status_code, r.json())
+    r = await client.get("/schema/openapi.json")
+    print(r.status_code, r.json()["openapi"], list(r.json()["paths"]))
