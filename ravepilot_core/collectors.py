@@ -136,9 +136,11 @@ class CollectorService:
                 brand=brand,
                 host=spec.host,
                 consent_text=spec.consent_text or DEFAULT_CONSENT_TEXT.format(brand=brand.name),
-                script=tuple(spec.script) if spec.script else DEFAULT_SCRIPT,
+                script=DEFAULT_SCRIPT if spec.script is None else tuple(spec.script),
                 auto_render=spec.auto_render,
-                render_formats=tuple(dict.fromkeys(spec.render_formats or ("9:16",))),
+                render_formats=("9:16",)
+                if spec.render_formats is None
+                else tuple(dict.fromkeys(spec.render_formats)),
                 locale=spec.locale,
                 created_at=now,
             )

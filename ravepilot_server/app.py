@@ -14,6 +14,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from ravepilot_core import RavePilot, Settings, __version__
+from ravepilot_server.allow import allow_header_middleware
 from ravepilot_server.auth import authenticate, provide_principal, provide_ravepilot
 from ravepilot_server.controllers import (
     CollectorController,
@@ -75,6 +76,7 @@ def create_app(
         route_handlers=[api, health],
         dependencies={"ravepilot": Provide(provide_ravepilot, sync_to_thread=False)},
         exception_handlers={Exception: handle_exception},
+        middleware=[allow_header_middleware],
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

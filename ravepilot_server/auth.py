@@ -10,13 +10,25 @@ from __future__ import annotations
 from typing import Any
 
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 
 from ravepilot_core import RavePilot
 from ravepilot_core.api_keys import require_scope
 from ravepilot_core.models import Principal
 
-__all__ = ["authenticate", "provide_principal", "provide_ravepilot"]
+__all__ = [
+    "PrincipalDep",
+    "RavePilotDep",
+    "authenticate",
+    "provide_principal",
+    "provide_ravepilot",
+]
+
+RavePilotDep = NamedDependency[RavePilot]
+"""A handler parameter ``ravepilot: RavePilotDep`` receives the app's RavePilot."""
+PrincipalDep = NamedDependency[Principal]
+"""A handler parameter ``principal: PrincipalDep`` receives the authenticated caller."""
 
 
 def presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:

@@ -28,10 +28,16 @@ def documented(*errors: int, **alternatives: Any) -> dict[int, ResponseSpec]:
     ``alternatives`` maps ``"s200"``-style names to body types, e.g. ``s200=InvitationResult``.
     """
     specs = {
-        code: ResponseSpec(data_container=ErrorBody, description=_ERROR_DESCRIPTIONS[code])
+        code: ResponseSpec(
+            data_container=ErrorBody,
+            description=_ERROR_DESCRIPTIONS[code],
+            generate_examples=False,
+        )
         for code in (errors or API_ERRORS)
     }
     for name, body in alternatives.items():
         code = int(name.removeprefix("s"))
-        specs[code] = ResponseSpec(data_container=body, description="Success")
+        specs[code] = ResponseSpec(
+            data_container=body, description="Success", generate_examples=False
+        )
     return specs

@@ -5,8 +5,9 @@ from __future__ import annotations
 from litestar import Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
-from ravepilot_core import RavePilot, __version__
+from ravepilot_core import __version__
 from ravepilot_core.errors import BackendError
+from ravepilot_server.auth import RavePilotDep
 from ravepilot_server.schemas import Health
 
 __all__ = ["health"]
@@ -18,7 +19,7 @@ __all__ = ["health"]
     summary="Health check",
     responses={503: ResponseSpec(data_container=Health, description="Storage unreachable")},
 )
-async def health(ravepilot: RavePilot) -> Response[Health]:
+async def health(ravepilot: RavePilotDep) -> Response[Health]:
     """200 when storage answers, 503 when it does not."""
     try:
         await ravepilot.storage.ping()

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, post
+from litestar.params import JSONBody
 
-from ravepilot_core import RavePilot
 from ravepilot_core.invitations import InvitationRequest, LinkRequest
-from ravepilot_core.models import InvitationResult, Principal
+from ravepilot_core.models import InvitationResult
+from ravepilot_server.auth import PrincipalDep, RavePilotDep
 from ravepilot_server.idempotency import idempotent
 from ravepilot_server.openapi import documented
+from ravepilot_server.strict import strict_body
 
 __all__ = ["InvitationController"]
 
@@ -25,12 +27,14 @@ class InvitationController(Controller):
     async def _create(
         self,
         request: Request[Any, Any, Any],
-        ravepilot: RavePilot,
-        principal: Principal,
+        ravepilot: RavePilotDep,
+        principal: PrincipalDep,
         data: InvitationRequest | LinkRequest,
     ) -> Response[InvitationResult]:
+        request_body = await strict_body(request, data)
+
         async def create() -> tuple[int, InvitationResult]:
-            result = await ravepilot.invitations.create(principal.workspace_id, data)
+            result = await ravepilot.invitations.create(principal.workspace_id, request_body)
             return (200 if result.reused else 201), result
 
         return await idempotent(request, ravepilot, principal, create)
@@ -46,9 +50,9 @@ class InvitationController(Controller):
     async def create_invitation(
         self,
         request: Request[Any, Any, Any],
-        ravepilot: RavePilot,
-        principal: Principal,
-        data: InvitationRequest,
+        ravepilot: RavePilotDep,
+        principal: PrincipalDep,
+        data: JSONBody[InvitationRequest],
     ) -> Response[InvitationResult]:
         """Create an invitation."""
         return await self._create(request, ravepilot, principal, data)
@@ -63,9 +67,9 @@ class InvitationController(Controller):
     async def create_link(
         self,
         request: Request[Any, Any, Any],
-        ravepilot: RavePilot,
-        principal: Principal,
-        data: LinkRequest,
+        ravepilot: RavePilotDep,
+        principal: PrincipalDep,
+        data: JSONBody[LinkRequest],
     ) -> Response[InvitationResult]:
         """Create an invite link."""
         return await self._create(request, ravepilot, principal, data)

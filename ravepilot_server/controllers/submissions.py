@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from litestar import Controller, get
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
-from ravepilot_core import RavePilot
-from ravepilot_core.models import Principal, Submission
+from ravepilot_core.models import Submission
 from ravepilot_core.submissions import MAX_PAGE_SIZE
+from ravepilot_server.auth import PrincipalDep, RavePilotDep
 from ravepilot_server.openapi import documented
 from ravepilot_server.schemas import SubmissionList
 
@@ -28,12 +28,12 @@ class SubmissionController(Controller):
     @get("/", summary="List submissions, newest first", responses=documented())
     async def list_submissions(
         self,
-        ravepilot: RavePilot,
-        principal: Principal,
-        status: StatusFilter | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE_SIZE)] = 50,
-        offset: Annotated[int, Parameter(ge=0, le=1_000_000)] = 0,
-        cursor: Annotated[str | None, Parameter(max_length=200)] = None,
+        ravepilot: RavePilotDep,
+        principal: PrincipalDep,
+        status: FromQuery[StatusFilter | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)] = 50,
+        offset: Annotated[int, QueryParameter(ge=0, le=1_000_000)] = 0,
+        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> SubmissionList:
         """List the workspace's submissions."""
         page = await ravepilot.submissions.list(
@@ -43,7 +43,7 @@ class SubmissionController(Controller):
 
     @get("/{submission_id:str}", summary="Get one submission", responses=documented())
     async def get_submission(
-        self, ravepilot: RavePilot, principal: Principal, submission_id: str
+        self, ravepilot: RavePilotDep, principal: PrincipalDep, submission_id: FromPath[str]
     ) -> Submission:
         """Get one submission with its clips and renders."""
         return await ravepilot.submissions.get(principal.workspace_id, submission_id)

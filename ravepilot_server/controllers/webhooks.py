@@ -6,12 +6,15 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.params import FromPath, JSONBody
 
-from ravepilot_core import EVENT_TYPES, NewWebhookEndpoint, RavePilot, WebhookChanges
-from ravepilot_core.models import Principal, WebhookEndpoint
+from ravepilot_core import EVENT_TYPES, NewWebhookEndpoint, WebhookChanges
+from ravepilot_core.models import WebhookEndpoint
+from ravepilot_server.auth import PrincipalDep, RavePilotDep
 from ravepilot_server.idempotency import idempotent
 from ravepilot_server.openapi import documented
 from ravepilot_server.schemas import CreatedWebhookEndpoint, DeliveryList, WebhookEndpointList
+from ravepilot_server.strict import strict_body
 
 __all__ = ["WebhookController"]
 
@@ -27,21 +30,22 @@ class WebhookController(Controller):
     async def create_endpoint(
         self,
         request: Request[Any, Any, Any],
-        ravepilot: RavePilot,
-        principal: Principal,
-        data: NewWebhookEndpoint,
+        ravepilot: RavePilotDep,
+        principal: PrincipalDep,
+        data: JSONBody[NewWebhookEndpoint],
     ) -> Response[CreatedWebhookEndpoint]:
         """Register an endpoint; the response carries its secret, shown only this once."""
+        spec = await strict_body(request, data)
 
         async def create() -> tuple[int, CreatedWebhookEndpoint]:
-            endpoint, secret = await ravepilot.webhooks.create(principal.workspace_id, data)
+            endpoint, secret = await ravepilot.webhooks.create(principal.workspace_id, spec)
             return 201, CreatedWebhookEndpoint(**msgspec.structs.asdict(endpoint), secret=secret)
 
         return await idempotent(request, ravepilot, principal, create)
 
     @get("/", summary="List webhook endpoints and the event catalog", responses=documented())
     async def list_endpoints(
-        self, ravepilot: RavePilot, principal: Principal
+        self, ravepilot: RavePilotDep, principal: PrincipalDep
     ) -> WebhookEndpointList:
         """List endpoints (never with secrets) and every valid event name."""
         return WebhookEndpointList(
@@ -50,17 +54,23 @@ class WebhookController(Controller):
 
     @get("/{endpoint_id:str}", summary="Get a webhook endpoint", responses=documented())
     async def get_endpoint(
-        self, ravepilot: RavePilot, principal: Principal, endpoint_id: str
+        self, ravepilot: RavePilotDep, principal: PrincipalDep, endpoint_id: FromPath[str]
     ) -> WebhookEndpoint:
         """Get one endpoint."""
         return await ravepilot.webhooks.get(principal.workspace_id, endpoint_id)
 
     @patch("/{endpoint_id:str}", summary="Change a webhook endpoint", responses=documented())
     async def update_endpoint(
-        self, ravepilot: RavePilot, principal: Principal, endpoint_id: str, data: WebhookChanges
+        self,
+        request: Request[Any, Any, Any],
+        ravepilot: RavePilotDep,
+        principal: PrincipalDep,
+        endpoint_id: FromPath[str],
+        data: JSONBody[WebhookChanges],
     ) -> WebhookEndpoint:
         """Change the URL, events, description, or switch the endpoint off and on."""
-        return await ravepilot.webhooks.update(principal.workspace_id, endpoint_id, data)
+        changes = await strict_body(request, data)
+        return await ravepilot.webhooks.update(principal.workspace_id, endpoint_id, changes)
 
     @delete(
         "/{endpoint_id:str}",
@@ -69,7 +79,7 @@ class WebhookController(Controller):
         responses=documented(),
     )
     async def delete_endpoint(
-        self, ravepilot: RavePilot, principal: Principal, endpoint_id: str
+        self, ravepilot: RavePilotDep, principal: PrincipalDep, endpoint_id: FromPath[str]
     ) -> None:
         """Remove the endpoint; its pending deliveries are dropped."""
         await ravepilot.webhooks.delete(principal.workspace_id, endpoint_id)
@@ -80,7 +90,7 @@ class WebhookController(Controller):
         responses=documented(),
     )
     async def list_deliveries(
-        self, ravepilot: RavePilot, principal: Principal, endpoint_id: str
+        self, ravepilot: RavePilotDep, principal: PrincipalDep, endpoint_id: FromPath[str]
     ) -> DeliveryList:
         """The 50 most recent deliveries, newest first."""
         return DeliveryList(
