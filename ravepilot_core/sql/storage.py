@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from piccolo.engine.base import Engine
 
 from ravepilot_core.errors import BackendError, Conflict
@@ -129,8 +130,10 @@ class SQLStorage:
                 )
                 await self._insert_collector(workspace.id, primary_collector)
         except Exception as exc:
-            if _is_unique_violation(exc):
+            if _is_unique_violation(exc) and "slug" in str(exc):
                 raise Conflict(f"a workspace with slug {workspace.slug!r} already exists") from None
+            if _is_unique_violation(exc):
+                raise Conflict(f"workspace {workspace.id} or its collector exists") from None
             raise
 
     async def get_workspace(self, workspace_id: str) -> Workspace | None:
@@ -192,11 +195,21 @@ class SQLStorage:
         await self._insert_collector(workspace_id, collector)
 
     async def update_collector(self, workspace_id: str, collector: Collector) -> None:
-        """Replace a collector's stored settings."""
+        """Replace a collector's stored settings, keeping its primary flag and creation time."""
         t = self.t.collectors
-        await t.update({t.body: rows.collector_body(collector)}).where(
-            (t.id == collector.id) & (t.workspace_id == workspace_id)
-        )
+        async with self.engine.transaction():
+            row = (
+                await t.select(t.body)
+                .where((t.id == collector.id) & (t.workspace_id == workspace_id))
+                .first()
+            )
+            if row is None:
+                return
+            stored = rows.collector_from_row(row)
+            kept = msgspec.structs.replace(
+                collector, primary=stored.primary, created_at=stored.created_at
+            )
+            await t.update({t.body: rows.collector_body(kept)}).where(t.id == collector.id)
 
     async def get_collector(self, workspace_id: str, collector_id: str) -> Collector | None:
         """Select one collector of the workspace."""

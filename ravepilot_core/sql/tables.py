@@ -3,7 +3,9 @@
 Each storage instance gets its own table classes (``db=engine``), so several databases can live in
 one process (tests, multi-tenant hosts) without rebinding globals. Times are Unix milliseconds in
 BIGINT columns and structured values are JSON text: both read and sort the same on SQLite and
-Postgres. The schema itself is created by the migrations in :mod:`ravepilot_core.sql.migrations`.
+Postgres. Nullable columns say ``default=None``: Piccolo would otherwise fill an omitted column
+with its type's default (0 or ''), turning "not yet" into a value. The schema itself is created
+by the migrations in :mod:`ravepilot_core.sql.migrations`.
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ def bind_tables(engine: Engine[Any]) -> Tables:
         key_hash = Varchar(length=64)
         scopes = Text()
         created_at = BigInt()
-        last_used_at = BigInt(null=True)
-        revoked_at = BigInt(null=True)
+        last_used_at = BigInt(null=True, default=None)
+        revoked_at = BigInt(null=True, default=None)
 
     class Collectors(Table, tablename="rp_collectors", db=engine):
         id = Varchar(length=40, primary_key=True)
@@ -66,14 +68,14 @@ def bind_tables(engine: Engine[Any]) -> Tables:
         collector_id = Varchar(length=40)
         status = Varchar(length=20)
         customer_email = Text()
-        customer_name = Text(null=True)
-        customer_phone = Text(null=True)
+        customer_name = Text(null=True, default=None)
+        customer_phone = Text(null=True, default=None)
         token_hash = Varchar(length=64)
         email_status = Varchar(length=20)
-        email_sent_at = BigInt(null=True)
-        email_error = Text(null=True)
-        email_requested_at = BigInt(null=True)
-        consent = Text(null=True)
+        email_sent_at = BigInt(null=True, default=None)
+        email_error = Text(null=True, default=None)
+        email_requested_at = BigInt(null=True, default=None)
+        consent = Text(null=True, default=None)
         created_at = BigInt()
         updated_at = BigInt()
 
@@ -89,17 +91,17 @@ def bind_tables(engine: Engine[Any]) -> Tables:
         workspace_id = Varchar(length=40)
         url = Text()
         events = Text()
-        description = Text(null=True)
+        description = Text(null=True, default=None)
         active = Boolean()
-        disabled_reason = Varchar(length=20, null=True)
+        disabled_reason = Varchar(length=20, null=True, default=None)
         failure_count = Integer()
-        first_failure_at = BigInt(null=True)
-        last_status_code = Integer(null=True)
-        last_attempt_at = BigInt(null=True)
-        auto_disabled_at = BigInt(null=True)
+        first_failure_at = BigInt(null=True, default=None)
+        last_status_code = Integer(null=True, default=None)
+        last_attempt_at = BigInt(null=True, default=None)
+        auto_disabled_at = BigInt(null=True, default=None)
         secret_ciphertext = Text()
-        previous_secret_ciphertext = Text(null=True)
-        previous_secret_expires_at = BigInt(null=True)
+        previous_secret_ciphertext = Text(null=True, default=None)
+        previous_secret_expires_at = BigInt(null=True, default=None)
         created_at = BigInt()
 
     class Deliveries(Table, tablename="rp_deliveries", db=engine):
@@ -110,13 +112,13 @@ def bind_tables(engine: Engine[Any]) -> Tables:
         event_type = Varchar(length=40)
         status = Varchar(length=20)
         attempts = Integer()
-        response_status = Integer(null=True)
-        latency_ms = Integer(null=True)
-        error = Text(null=True)
-        last_attempt_at = BigInt(null=True)
-        next_attempt_at = BigInt(null=True)
-        lease_owner = Varchar(length=40, null=True)
-        lease_until = BigInt(null=True)
+        response_status = Integer(null=True, default=None)
+        latency_ms = Integer(null=True, default=None)
+        error = Text(null=True, default=None)
+        last_attempt_at = BigInt(null=True, default=None)
+        next_attempt_at = BigInt(null=True, default=None)
+        lease_owner = Varchar(length=40, null=True, default=None)
+        lease_until = BigInt(null=True, default=None)
         created_at = BigInt()
 
     class Jobs(Table, tablename="rp_jobs", db=engine):
@@ -129,19 +131,19 @@ def bind_tables(engine: Engine[Any]) -> Tables:
         attempts = Integer()
         max_attempts = Integer()
         run_at = BigInt()
-        lease_owner = Varchar(length=40, null=True)
-        lease_until = BigInt(null=True)
-        last_error = Text(null=True)
+        lease_owner = Varchar(length=40, null=True, default=None)
+        lease_until = BigInt(null=True, default=None)
+        last_error = Text(null=True, default=None)
         created_at = BigInt()
-        finished_at = BigInt(null=True)
+        finished_at = BigInt(null=True, default=None)
 
     class IdempotencyKeys(Table, tablename="rp_idempotency_keys", db=engine):
         id = Text(primary_key=True)
         workspace_id = Varchar(length=40)
         key = Text()
         fingerprint = Varchar(length=64)
-        response_status = Integer(null=True)
-        response_body = Text(null=True)
+        response_status = Integer(null=True, default=None)
+        response_body = Text(null=True, default=None)
         created_at = BigInt()
         expires_at = BigInt()
 

@@ -3,7 +3,7 @@
 Everything here imports without pytest except :class:`StorageContract`, which is loaded on first
 use (it is a pytest test class)::
 
-    from ravepilot_core.testing import FrozenClock, open_memory_storage
+    from ravepilot_core.testing import FrozenClock, StorageContract, open_memory_storage
 
     class TestMyStorage(StorageContract):  # in a plugin's own test suite
         @pytest.fixture
@@ -12,6 +12,7 @@ use (it is a pytest test class)::
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from ravepilot_core.testing.clock import FrozenClock
@@ -38,6 +39,11 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The contract suite imports pytest, which an app using the memory backends may not have.
     if name == "StorageContract":
+        if "ravepilot_core.testing.contract" not in sys.modules:
+            import pytest
+
+            # Plain asserts in the suite then show both sides when a backend fails one.
+            pytest.register_assert_rewrite("ravepilot_core.testing.contract")
         from ravepilot_core.testing.contract import StorageContract
 
         return StorageContract

@@ -29,6 +29,7 @@ from ravepilot_core.models import (
     Consent,
     Customer,
     Delivery,
+    DeliveryStatus,
     EventRecord,
     IdempotencyRecord,
     InvitationEmail,
@@ -136,7 +137,9 @@ class MemoryStorage:
         """Do nothing: the data stays readable, as a closed SQL storage reopens on use."""
 
     # -- the outbox ----------------------------------------------------------------------------
-    def _check_new_events_and_jobs(self, events: Sequence[EventRecord], jobs: Sequence[Job]) -> None:
+    def _check_new_events_and_jobs(
+        self, events: Sequence[EventRecord], jobs: Sequence[Job]
+    ) -> None:
         """Refuse duplicates before anything is written, so a failed call writes nothing."""
         event_ids = [event.id for event in events]
         job_ids = [job.id for job in jobs]
@@ -160,6 +163,7 @@ class MemoryStorage:
             self._events[stored.id] = stored
             for record in list(self._endpoints.values()):
                 endpoint = record.endpoint
+                status: DeliveryStatus
                 if record.workspace_id != stored.workspace_id or not record.subscribes_to(
                     stored.type
                 ):
@@ -324,7 +328,9 @@ class MemoryStorage:
     async def list_collectors(self, workspace_id: str) -> list[Collector]:
         """Return the workspace's collectors, newest first."""
         async with self._locked():
-            found = (r.collector for r in self._collectors.values() if r.workspace_id == workspace_id)
+            found = (
+                r.collector for r in self._collectors.values() if r.workspace_id == workspace_id
+            )
             return _newest_first(found, key=lambda c: c.id)
 
     # -- submissions ---------------------------------------------------------------------------
@@ -358,7 +364,7 @@ class MemoryStorage:
             self._submissions[stored.id] = stored
             self._write_events(events)
             self._write_jobs(jobs)
-            return stored, True
+            return submission, True  # as the SQL storage does: the caller's record
 
     @staticmethod
     def _normalised_submission(record: SubmissionRecord) -> SubmissionRecord:
@@ -407,7 +413,9 @@ class MemoryStorage:
             self._write_jobs([job])
             return True
 
-    async def get_submission(self, workspace_id: str, submission_id: str) -> SubmissionRecord | None:
+    async def get_submission(
+        self, workspace_id: str, submission_id: str
+    ) -> SubmissionRecord | None:
         """Return the submission if it belongs to the workspace."""
         async with self._locked():
             submission = self._submissions.get(submission_id)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import importlib
 import time
-from typing import Any
 from types import ModuleType
+from typing import Any
 
 from piccolo.engine.base import Engine
 from piccolo.querystring import QueryString
