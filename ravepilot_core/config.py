@@ -17,6 +17,13 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
+def _decode_path(type_: type, value: object) -> object:
+    """Let msgspec turn strings (environment values) into ``Path`` fields."""
+    if type_ is Path and isinstance(value, str | Path):
+        return Path(value)
+    raise NotImplementedError(f"cannot convert {value!r} to {type_}")
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Everything an operator configures; see docs/configuration.md."""
 
@@ -48,7 +55,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
                 )
             values["allow_private_webhooks"] = flag in _TRUE
         try:
-            settings = msgspec.convert(values, cls, strict=False)
+            settings = msgspec.convert(values, cls, strict=False, dec_hook=_decode_path)
         except msgspec.ValidationError as exc:
             raise ConfigurationError(f"invalid setting: {exc}") from None
         if not settings.public_url.startswith(("http://", "https://")):

@@ -1,0 +1,125 @@
+"""Invitation emails are durable jobs: sent in the background, retried with backoff, visible."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from ravepilot_core import InvitationRequest, RavePilot
+from ravepilot_core.jobs import JOB_BACKOFF
+from ravepilot_core.testing import FrozenClock, MemoryMailer, MemoryStorage
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+def mailer() -> MemoryMailer:
+    return MemoryMailer()
+
+
+@pytest.fixture
+async def ravepilot(clock: FrozenClock, mailer: MemoryMailer) -> RavePilot:
+    return RavePilot(
+        storage=MemoryStorage(),
+        mailer=mailer,
+        secret_key="s" * 40,
+        clock=clock,
+        public_url="https://reviews.acme.test",
+    )
+
+
+async def test_a_failing_mailer_is_retried_with_backoff_then_succeeds(
+    ravepilot: RavePilot, clock: FrozenClock, mailer: MemoryMailer
+) -> None:
+    workspace = await ravepilot.workspaces.create("acme", "Acme")
+    result = await ravepilot.invitations.create(
+        workspace.id, InvitationRequest(customer_email="ann@example.com", customer_name="Ann")
+    )
+    worker = ravepilot.worker()
+    mailer.fail_next(2)
+
+    assert await worker.run_due() == 1  # attempt 1 fails
+    submission = await ravepilot.submissions.get(workspace.id, result.submission.id)
+    assert submission.invitation_email.status == "queued"
+    assert "ConnectionError" in (submission.invitation_email.error or "")
+
+    assert await worker.run_due() == 0, "not due before the first backoff delay"
+    clock.advance(JOB_BACKOFF[0] * 1.11)
+    assert await worker.run_due() == 1  # attempt 2 fails
+    clock.advance(JOB_BACKOFF[0] * 1.11)
+    assert await worker.run_due() == 0, "the second delay is longer than the first"
+    clock.advance(JOB_BACKOFF[1] * 1.11)
+    assert await worker.run_due() == 1  # attempt 3 succeeds
+
+    submission = await ravepilot.submissions.get(workspace.id, result.submission.id)
+    assert submission.invitation_email.status == "sent"
+    assert submission.invitation_email.sent_at == clock.now()
+    assert len(mailer.sent) == 1
+    message = mailer.sent[0]
+    assert message["To"] == "ann@example.com"
+    assert "Acme" in message["Subject"]
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert result.link in text and result.link in html
+    assert "Hi Ann," in text
+    (job,) = await ravepilot.storage.list_jobs(result.submission.id)
+    assert job.status == "succeeded" and job.attempts == 3
+
+
+async def test_an_email_that_never_goes_out_ends_failed(
+    ravepilot: RavePilot, clock: FrozenClock, mailer: MemoryMailer
+) -> None:
+    workspace = await ravepilot.workspaces.create("acme")
+    result = await ravepilot.invitations.create(
+        workspace.id, InvitationRequest(customer_email="bob@example.com")
+    )
+    mailer.fail_next(100)
+    worker = ravepilot.worker()
+    for _ in range(8):
+        assert await worker.run_due() == 1
+        clock.advance(timedelta(hours=5))
+    assert await worker.run_due() == 0
+    submission = await ravepilot.submissions.get(workspace.id, result.submission.id)
+    assert submission.invitation_email.status == "failed"
+    assert mailer.sent == []
+
+
+async def test_resend_is_throttled_for_ten_minutes(
+    ravepilot: RavePilot, clock: FrozenClock, mailer: MemoryMailer
+) -> None:
+    workspace = await ravepilot.workspaces.create("acme")
+    request = InvitationRequest(customer_email="cy@example.com")
+    first = await ravepilot.invitations.create(workspace.id, request)
+    worker = ravepilot.worker()
+    await worker.run_due()
+
+    clock.advance(minutes=9, seconds=59)
+    again = await ravepilot.invitations.create(workspace.id, request)
+    assert again.reused and again.link == first.link
+    assert await worker.run_due() == 0
+    assert len(mailer.sent) == 1
+
+    clock.advance(seconds=1, milliseconds=1)  # the window includes its start
+    later = await ravepilot.invitations.create(workspace.id, request)
+    assert later.submission.invitation_email.status == "queued"
+    assert await worker.run_due() == 1
+    assert len(mailer.sent) == 2
+    assert len(await ravepilot.storage.list_jobs(first.submission.id)) == 2
+
+
+async def test_a_link_without_email_queues_nothing(
+    ravepilot: RavePilot, mailer: MemoryMailer
+) -> None:
+    workspace = await ravepilot.workspaces.create("acme")
+    result = await ravepilot.invitations.create(
+        workspace.id, InvitationRequest(customer_email="dee@example.com", send_email=False)
+    )
+    assert result.submission.invitation_email.status == "not_sent"
+    assert await ravepilot.worker().run_due() == 0
+    assert await ravepilot.storage.list_jobs(result.submission.id) == []

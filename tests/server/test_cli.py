@@ -1,0 +1,187 @@
+"""The ravepilot CLI, in-process with click's runner and, for serve, as a real process."""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ravepilot_server.cli import main
+
+KEY_PATTERN = re.compile(r"^\s*(rp_live_[A-Za-z0-9_-]{43})\s*$", re.MULTILINE)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    monkeypatch.setenv("RAVEPILOT_DATA_DIR", str(tmp_path / "data"))
+    for name in ("RAVEPILOT_DATABASE_URL", "RAVEPILOT_MAILER_URL", "RAVEPILOT_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    yield CliRunner()
+
+
+def test_workspace_and_key_lifecycle(cli: CliRunner, tmp_path: Path) -> None:
+    created = cli.invoke(main, ["workspaces", "create", "acme", "--name", "Acme Inc."])
+    assert created.exit_code == 0, created.output
+    assert re.fullmatch(r"ws_[0-9A-Z]{26}\n", created.stdout)
+
+    key = cli.invoke(main, ["keys", "create", "--workspace", "acme", "--scope", "submissions"])
+    assert key.exit_code == 0, key.output
+    assert KEY_PATTERN.fullmatch(key.stdout), "keys create prints the key alone"
+
+    duplicate = cli.invoke(main, ["workspaces", "create", "acme"])
+    assert duplicate.exit_code == 1
+    assert "already exists" in duplicate.output
+
+    unknown = cli.invoke(main, ["keys", "create", "--workspace", "nope"])
+    assert unknown.exit_code == 1
+    assert "no workspace with slug 'nope'" in unknown.output
+
+    bad_scope = cli.invoke(main, ["keys", "create", "--workspace", "acme", "--scope", "root"])
+    assert bad_scope.exit_code == 2
+    assert "root" in bad_scope.output
+
+    assert (tmp_path / "data" / "ravepilot.db").exists()
+    assert (tmp_path / "data" / "secret.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_revoke_by_key_id(cli: CliRunner) -> None:
+    assert cli.invoke(main, ["workspaces", "create", "acme"]).exit_code == 0
+    assert cli.invoke(main, ["keys", "create", "--workspace", "acme"]).exit_code == 0
+    missing = cli.invoke(main, ["keys", "revoke", "key_01NOSUCHKEY0000000000000000"])
+    assert missing.exit_code == 1
+    assert "no API key" in missing.output
+
+
+def test_migrate_is_repeatable(cli: CliRunner) -> None:
+    for _ in range(2):
+        result = cli.invoke(main, ["migrate"])
+        assert result.exit_code == 0, result.output
+
+
+def test_plugins_lists_the_embedded_defaults(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["plugins"])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["KIND", "SCHEME", "ENTRY", "POINT", "DISTRIBUTION"]
+    assert any(line.split()[:2] == ["storage", "sqlite://"] for line in lines)
+    assert any(line.split()[:2] == ["mailer", "outbox://"] for line in lines)
+
+
+def test_unknown_backend_scheme_names_what_is_installed(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["migrate", "--database-url", "postgresql://localhost/rp"])
+    assert result.exit_code == 1
+    assert "no storage backend for postgresql://" in result.output
+    assert "sqlite" in result.output
+    assert "pip install ravepilot-postgres" in result.output
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _request(
+    url: str, key: str | None = None, body: dict[str, object] | None = None
+) -> tuple[int, dict[str, object]]:
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_serve_first_start_prints_a_key_that_creates_invitations(tmp_path: Path) -> None:
+    """What a new user does: start the server, then the README's curl."""
+    port = _free_port()
+    env = {**os.environ, "RAVEPILOT_DATA_DIR": str(tmp_path / "data")}
+    env.pop("RAVEPILOT_SECRET_KEY", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ravepilot_server.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    try:
+        assert server.stdout is not None
+        key = None
+        deadline = time.monotonic() + 30
+        while key is None and time.monotonic() < deadline:
+            line = server.stdout.readline()
+            if not line:
+                break
+            output.append(line)
+            if match := KEY_PATTERN.match(line):
+                key = match.group(1)
+        assert key, "serve must print the key on first start:\n" + "".join(output)
+
+        base = f"http://127.0.0.1:{port}"
+        while time.monotonic() < deadline:
+            try:
+                if _request(f"{base}/health")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        status, body = _request(
+            f"{base}/v1/invitations",
+            key,
+            {"customer_email": "marjorie@acme.com", "customer_name": "Marjorie Ellison"},
+        )
+        assert status == 201, body
+        link = body["link"]
+        assert isinstance(link, str) and link.startswith("http://127.0.0.1:8000/r/")
+
+        outbox = tmp_path / "data" / "outbox"
+        while time.monotonic() < deadline and not list(outbox.glob("*.eml")):
+            time.sleep(0.05)
+        (eml,) = outbox.glob("*.eml")
+        message = email.message_from_bytes(eml.read_bytes())
+        assert message["To"] == "marjorie@acme.com"
+        assert link in eml.read_text()
+    finally:
+        server.terminate()
+        try:
+            server.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.communicate()
+
+    # A second start on the same data dir creates nothing and prints no key.
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import anyio\n"
+            "from ravepilot_core import RavePilot, Settings\n"
+            "from ravepilot_server.cli import initialise\n"
+            "async def main():\n"
+            "    async with await RavePilot.from_settings(Settings.from_env()) as rp:\n"
+            "        print(await initialise(rp))\n"
+            "anyio.run(main)\n",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert again.stdout.strip() == "None"
