@@ -112,13 +112,12 @@ def serve(settings: Settings, host: str, port: int, workers: int, no_worker: boo
 
     key = _run(settings, initialise)
     if key is not None:
+        # Printed once, on stdout: only its hash is stored, so it cannot be shown again.
         click.echo(
-            "\nRavePilot is initialised. Your API key for the 'default' workspace "
-            "(shown only this once; store it now):\n\n"
-            f"    {key}\n",
-            err=True,
+            "RavePilot is initialised: created the 'default' workspace.\n"
+            "Its API key (all scopes), shown only this once; store it now:\n\n"
+            f"    {key}\n"
         )
-        click.echo(key)
     if workers == 1:
         from ravepilot_server.app import create_app
 
