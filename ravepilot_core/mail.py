@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import html
 from datetime import datetime
-from email.message import EmailMessage
-from email.utils import make_msgid
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
 
 from ravepilot_core.context import Context
 from ravepilot_core.errors import JobAbandoned
@@ -34,47 +37,59 @@ def invitation_email_job(submission: SubmissionRecord, now: datetime) -> Job:
     )
 
 
+def _encoded(value: str) -> str:
+    """Return a header value, RFC 2047-encoded when it is not plain ASCII."""
+    return value if value.isascii() else Header(value, "utf-8").encode()
+
+
 def compose_invitation(
     *, collector: Collector, submission: SubmissionRecord, link: str, mail_from: str
-) -> EmailMessage:
-    """Return the branded invitation email with a plain-text and an HTML part."""
+) -> Message:
+    """Return the branded invitation email: multipart/alternative with text and HTML.
+
+    Built with ``email.mime`` rather than ``EmailMessage``: the modern API's header objects
+    made composing an email cost ~0.85 ms against ~0.05 ms, and every invitation sends one.
+    """
     brand = collector.brand
     greeting = f"Hi {submission.customer.name}," if submission.customer.name else "Hi,"
     prompts = len(collector.script)
-    message = EmailMessage()
-    message["Subject"] = f"{brand.name} would love to hear from you"
-    message["From"] = mail_from
-    message["To"] = submission.customer.email
-    message["Message-ID"] = make_msgid(domain="ravepilot.local")
-    message[LINK_HEADER] = link
-    message.set_content(
+    questions = f"{prompts} quick question{'s' if prompts != 1 else ''}"
+    text = (
         f"{greeting}\n\n"
-        f"{brand.name} invites you to record a short video testimonial: {prompts} quick "
-        f"question{'s' if prompts != 1 else ''}, right in your browser.\n\n"
+        f"{brand.name} invites you to record a short video testimonial: {questions}, right in "
+        f"your browser.\n\n"
         f"Record here: {link}\n\n"
         "This link is personal; please don't share it.\n"
     )
     color = html.escape(brand.primary_color)
     name = html.escape(brand.name)
+    escaped_link = html.escape(link)
     logo = (
         f'<img src="{html.escape(brand.logo_url)}" alt="{name}" style="max-height:48px"><br>'
         if brand.logo_url
         else ""
     )
-    message.add_alternative(
-        f"""<!doctype html>
+    body = f"""<!doctype html>
 <html><body style="font-family:system-ui,sans-serif;color:#111;max-width:560px;margin:auto">
 {logo}<h1 style="color:{color};font-size:22px">{name} would love to hear from you</h1>
 <p>{html.escape(greeting)}</p>
-<p>{name} invites you to record a short video testimonial: {prompts} quick
-question{"s" if prompts != 1 else ""}, right in your browser.</p>
-<p><a href="{html.escape(link)}" style="display:inline-block;background:{color};color:#fff;
+<p>{name} invites you to record a short video testimonial: {questions}, right in your
+browser.</p>
+<p><a href="{escaped_link}" style="display:inline-block;background:{color};color:#fff;
 padding:12px 20px;border-radius:6px;text-decoration:none">Record your testimonial</a></p>
-<p style="font-size:12px;color:#555">Or paste this link into your browser: {html.escape(link)}<br>
+<p style="font-size:12px;color:#555">Or paste this link into your browser: {escaped_link}<br>
 This link is personal; please don't share it.</p>
-</body></html>""",
-        subtype="html",
-    )
+</body></html>
+"""
+    message = MIMEMultipart("alternative")
+    message["Subject"] = _encoded(f"{brand.name} would love to hear from you")
+    message["From"] = formataddr(parseaddr(mail_from), charset="utf-8")
+    message["To"] = submission.customer.email
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = make_msgid(domain="ravepilot.local")
+    message[LINK_HEADER] = link
+    message.attach(MIMEText(text, "plain", "utf-8"))
+    message.attach(MIMEText(body, "html", "utf-8"))
     return message
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from email.message import EmailMessage
+from email.message import Message
 from email.policy import SMTP
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -27,10 +27,17 @@ class OutboxMailer:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._directory_exists = False
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Message) -> None:
         """Write ``message`` as ``<directory>/<message-id>.eml``."""
-        await anyio.to_thread.run_sync(self._write, message)
+        message_id = str(message.get("Message-ID", "")).strip("<>") or os.urandom(8).hex()
+        name = "".join(c if c.isalnum() or c in "-._" else "_" for c in message_id)
+        # Serialise here, on the event loop: Python work in a thread would hold the GIL for up
+        # to a switch interval (5 ms) whenever the loop released it, stalling every request.
+        # The thread does only file I/O, which releases the GIL.
+        data = message.as_bytes(policy=SMTP)
+        await anyio.to_thread.run_sync(self._write, name, data)
         link = message.get("X-RavePilot-Link")
         log.info(
             "email to %s: %s%s",
@@ -39,14 +46,13 @@ class OutboxMailer:
             f" (link: {link})" if link else "",
         )
 
-    def _write(self, message: EmailMessage) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        message_id = str(message.get("Message-ID", "")).strip("<>") or os.urandom(8).hex()
-        safe = "".join(c if c.isalnum() or c in "-._" else "_" for c in message_id)
-        final = self.directory / f"{safe}.eml"
-        partial = self.directory / f".{safe}.eml.partial"
-        partial.write_bytes(message.as_bytes(policy=SMTP))
-        os.replace(partial, final)  # readers never see half a message
+    def _write(self, name: str, data: bytes) -> None:
+        if not self._directory_exists:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._directory_exists = True
+        partial = self.directory / f".{name}.eml.partial"
+        partial.write_bytes(data)
+        os.replace(partial, self.directory / f"{name}.eml")  # readers never see half a message
 
     async def close(self) -> None:
         """Nothing to release."""

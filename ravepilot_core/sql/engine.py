@@ -6,12 +6,18 @@ transactions a second. SQLite statements on a WAL database with ``synchronous=NO
 microseconds, which is less than handing them to a thread costs, so this engine runs them inline
 on one long-lived connection:
 
-- an anyio lock serialises transactions and single statements of this process (SQLite has one
-  writer anyway), so no coroutine ever sees another's uncommitted rows;
+- an anyio lock serialises the callers of this process (SQLite has one writer anyway);
 - waiting for *another process's* write lock never blocks the event loop: the busy timeout is
-  zero and ``BEGIN IMMEDIATE`` is retried with ``await anyio.sleep`` until a deadline.
+  zero and ``BEGIN IMMEDIATE`` is retried with ``await anyio.sleep`` until a deadline;
+- group commit: a transaction that finishes while others wait for the lock does not commit; it
+  releases its savepoint and hands the open transaction on, and the last one in line commits for
+  all (at most ``MAX_BATCH``). A commit writes the WAL and costs ~90-150 µs, everything else an
+  invitation writes ~50 µs, so under concurrency this multiplies write throughput. Every caller
+  still returns only after *its* changes are committed, and a failing caller rolls back to its
+  own savepoint without touching the others'. A caller may read rows of earlier callers in its
+  batch before they are committed; they commit together or not at all.
 
-Queries are still built by Piccolo, so the SQL storage is written once for SQLite and Postgres.
+Statements are compiled by Piccolo, so the SQL storage is written once for SQLite and Postgres.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio
-from piccolo.engine.sqlite import SQLiteEngine, dict_factory
+from piccolo.engine.sqlite import SQLiteEngine
 from piccolo.querystring import QueryString
 
 from ravepilot_core.errors import BackendError, ConfigurationError
@@ -31,6 +37,7 @@ from ravepilot_core.errors import BackendError, ConfigurationError
 __all__ = ["InlineSQLiteEngine"]
 
 LOCK_WAIT_SECONDS = 10.0
+MAX_BATCH = 64
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -47,32 +54,39 @@ class InlineSQLiteEngine(SQLiteEngine):
             raise ConfigurationError(
                 f"SQLite {sqlite3.sqlite_version} is too old: RavePilot needs 3.35 or newer"
             )
-        self._connection: sqlite3.Connection | None = None
+        self._connection: sqlite3.Connection | None = None  # writes and transactions
+        self._reader: sqlite3.Connection | None = None  # lone SELECTs: committed rows only
         self._lock: anyio.Lock | None = None
+        self._batch: _Batch | None = None  # the open transaction, shared by queued callers
+        self._waiting = 0  # callers queued for the lock
         # Our own transaction type (duck-compatible with Piccolo's, which nothing else sees).
         self.current_transaction: ContextVar[_Transaction | None] = ContextVar(  # type: ignore[assignment]
             f"ravepilot_sqlite_tx_{id(self)}", default=None
         )
 
     # -- connection ----------------------------------------------------------------------------
+    def _open_connection(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            timeout=0,
+            check_same_thread=False,
+        )
+        # Rows are converted by ravepilot_core.sql.rows, so no declared-type converters, and
+        # sqlite3.Row (C, read by column name) instead of Piccolo's Python dict factory.
+        connection.row_factory = sqlite3.Row
+        for pragma in (
+            "journal_mode = WAL",
+            "synchronous = NORMAL",
+            "foreign_keys = ON",
+            "busy_timeout = 0",
+        ):
+            self._retry_busy_sync(connection, f"PRAGMA {pragma}")
+        return connection
+
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
-            connection = sqlite3.connect(
-                self.path,
-                isolation_level=None,
-                timeout=0,
-                check_same_thread=False,
-                detect_types=sqlite3.PARSE_DECLTYPES | sqlite3.PARSE_COLNAMES,
-            )
-            connection.row_factory = dict_factory
-            for pragma in (
-                "journal_mode = WAL",
-                "synchronous = NORMAL",
-                "foreign_keys = ON",
-                "busy_timeout = 0",
-            ):
-                self._retry_busy_sync(connection, f"PRAGMA {pragma}")
-            self._connection = connection
+            self._connection = self._open_connection()
         return self._connection
 
     @staticmethod
@@ -114,52 +128,90 @@ class InlineSQLiteEngine(SQLiteEngine):
 
     # -- Piccolo's engine interface --------------------------------------------------------------
     async def run_querystring(self, querystring: QueryString, in_pool: bool = False) -> Any:
-        """Run a Piccolo query: inside the current transaction, or alone under the lock."""
+        """Run a Piccolo query inside the current transaction, or in one of its own."""
         query, args = querystring.compile_string(engine_type=self.engine_type)
         if self.log_queries:
             self.print_query(query_id=self.get_query_id(), query=str(querystring))
         if self.current_transaction.get() is not None:
             return self._connect().execute(query, args).fetchall()
-        async with self._lock_for_loop():
-            return await self._execute_when_free(query, args)
+        if query.lstrip()[:6].upper() == "SELECT":
+            # A lone read needs no lock: the reader connection sees only committed rows, and
+            # an execute() runs to completion without yielding to other coroutines.
+            return await self._read(query, args)
+        async with _Transaction(self):
+            return self._connect().execute(query, args).fetchall()
+
+    async def _read(self, query: str, args: Any) -> Any:
+        if self._reader is None:
+            self._reader = self._open_connection()
+        delay = 0.001
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                return self._reader.execute(query, args).fetchall()
+            except sqlite3.OperationalError as exc:  # WAL readers are busy only in rare recovery
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.05)
 
     async def run_ddl(self, ddl: str, in_pool: bool = False) -> Any:
         """Run DDL the same way as a query."""
         if self.current_transaction.get() is not None:
             return self._connect().execute(ddl).fetchall()
-        async with self._lock_for_loop():
-            return await self._execute_when_free(ddl)
+        async with _Transaction(self):
+            return self._connect().execute(ddl).fetchall()
 
     def transaction(self, *args: Any, **kwargs: Any) -> _Transaction:  # type: ignore[override]
-        """Return an immediate write transaction (nested use joins the outer one)."""
+        """Return a write transaction (nested use joins the outer one)."""
         return _Transaction(self)
 
     async def close(self) -> None:
         """Close the connection (the next statement reopens it)."""
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        for connection in (self._connection, self._reader):
+            if connection is not None:
+                connection.close()
+        self._connection = self._reader = None
+
+
+class _Batch:
+    """One SQLite transaction shared by the callers that queued up while it was open."""
+
+    def __init__(self) -> None:
+        self.members = 0
+        self.committed = anyio.Event()
+        self.error: BaseException | None = None
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the engine's lock."""
+    """A caller's transaction: a savepoint inside the engine's open batch."""
 
     def __init__(self, engine: InlineSQLiteEngine) -> None:
         self._engine = engine
         self._outer = engine.current_transaction.get() is None
         self._token: Any = None
+        self._batch: _Batch | None = None
 
     async def __aenter__(self) -> _Transaction:
         if not self._outer:
             return self
-        lock = self._engine._lock_for_loop()
-        await lock.acquire()
+        engine = self._engine
+        engine._waiting += 1
         try:
-            await self._engine._execute_when_free("BEGIN IMMEDIATE")
+            await engine._lock_for_loop().acquire()
+        finally:
+            engine._waiting -= 1
+        try:
+            if engine._batch is None:
+                await engine._execute_when_free("BEGIN IMMEDIATE")
+                engine._batch = _Batch()
+            engine._connect().execute("SAVEPOINT rp_tx")
         except BaseException:
-            lock.release()
+            engine._lock_for_loop().release()
             raise
-        self._token = self._engine.current_transaction.set(self)
+        self._batch = engine._batch
+        self._batch.members += 1
+        self._token = engine.current_transaction.set(self)
         return self
 
     async def __aexit__(
@@ -170,17 +222,42 @@ class _Transaction:
     ) -> None:
         if not self._outer:
             return
-        connection = self._engine._connect()
+        engine, batch = self._engine, self._batch
+        assert batch is not None
+        engine.current_transaction.reset(self._token)
+        connection = engine._connect()
+        if not connection.in_transaction:
+            # SQLite rolled the whole transaction back itself (disk full, I/O error): every
+            # member of the batch has lost its changes.
+            self._finish_batch(RuntimeError("SQLite rolled the transaction back"))
+            raise BackendError("the database rolled the transaction back; retry") from exc
+        if exc_type is None:
+            connection.execute("RELEASE rp_tx")
+        else:
+            connection.execute("ROLLBACK TO rp_tx")
+            connection.execute("RELEASE rp_tx")
+        if engine._waiting and batch.members < MAX_BATCH:
+            engine._lock_for_loop().release()  # the next caller joins this batch
+            if exc_type is not None:
+                return  # our changes are gone; nothing of ours waits for the commit
+            await batch.committed.wait()
+            if batch.error is not None:
+                raise BackendError(f"the transaction was not committed: {batch.error}; retry")
+            return
         try:
-            if exc_type is None:
-                try:
-                    connection.execute("COMMIT")
-                except BaseException:
-                    if connection.in_transaction:
-                        connection.execute("ROLLBACK")
-                    raise
-            elif connection.in_transaction:
+            connection.execute("COMMIT")
+        except BaseException as commit_error:
+            if connection.in_transaction:
                 connection.execute("ROLLBACK")
-        finally:
-            self._engine.current_transaction.reset(self._token)
-            self._engine._lock_for_loop().release()
+            self._finish_batch(commit_error)
+            raise
+        self._finish_batch(None)
+
+    def _finish_batch(self, error: BaseException | None) -> None:
+        """Close the batch, tell its members how it ended and let the next caller in."""
+        engine, batch = self._engine, self._batch
+        assert batch is not None
+        batch.error = error
+        batch.committed.set()
+        engine._batch = None
+        engine._lock_for_loop().release()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -64,7 +65,7 @@ def _text(value: bytes) -> str:
     return value.decode()
 
 
-def workspace_from_row(row: dict[str, Any]) -> Workspace:
+def workspace_from_row(row: Mapping[str, Any]) -> Workspace:
     """Build a Workspace from its row."""
     return Workspace(
         id=row["id"], slug=row["slug"], name=row["name"], created_at=utc_from_ms(row["created_at"])
@@ -86,7 +87,7 @@ def api_key_row(key: ApiKey) -> dict[str, Any]:
     }
 
 
-def api_key_from_row(row: dict[str, Any]) -> ApiKey:
+def api_key_from_row(row: Mapping[str, Any]) -> ApiKey:
     """Build an ApiKey from its row."""
     return ApiKey(
         id=row["id"],
@@ -106,7 +107,7 @@ def collector_body(collector: Collector) -> str:
     return _text(_encode(collector))
 
 
-def collector_from_row(row: dict[str, Any]) -> Collector:
+def collector_from_row(row: Mapping[str, Any]) -> Collector:
     """Build a Collector from its stored JSON."""
     return _collector_decoder.decode(row["body"])
 
@@ -132,7 +133,7 @@ def submission_row(record: SubmissionRecord) -> dict[str, Any]:
     }
 
 
-def submission_from_row(row: dict[str, Any]) -> SubmissionRecord:
+def submission_from_row(row: Mapping[str, Any]) -> SubmissionRecord:
     """Build a SubmissionRecord from its row."""
     return SubmissionRecord(
         id=row["id"],
@@ -166,7 +167,7 @@ def event_row(event: EventRecord) -> dict[str, Any]:
     }
 
 
-def event_from_row(row: dict[str, Any]) -> EventRecord:
+def event_from_row(row: Mapping[str, Any]) -> EventRecord:
     """Build an EventRecord from its row."""
     return EventRecord(
         id=row["id"],
@@ -200,7 +201,7 @@ def endpoint_row(record: WebhookEndpointRecord) -> dict[str, Any]:
     }
 
 
-def endpoint_from_row(row: dict[str, Any]) -> WebhookEndpointRecord:
+def endpoint_from_row(row: Mapping[str, Any]) -> WebhookEndpointRecord:
     """Build a WebhookEndpointRecord from its row."""
     return WebhookEndpointRecord(
         workspace_id=row["workspace_id"],
@@ -224,7 +225,7 @@ def endpoint_from_row(row: dict[str, Any]) -> WebhookEndpointRecord:
     )
 
 
-def delivery_from_row(row: dict[str, Any]) -> Delivery:
+def delivery_from_row(row: Mapping[str, Any]) -> Delivery:
     """Build a Delivery from its row."""
     return Delivery(
         id=row["id"],
@@ -262,7 +263,7 @@ def job_row(job: Job) -> dict[str, Any]:
     }
 
 
-def job_from_row(row: dict[str, Any]) -> Job:
+def job_from_row(row: Mapping[str, Any]) -> Job:
     """Build a Job from its row."""
     return Job(
         id=row["id"],
@@ -280,7 +281,7 @@ def job_from_row(row: dict[str, Any]) -> Job:
     )
 
 
-def idempotency_from_row(row: dict[str, Any]) -> IdempotencyRecord:
+def idempotency_from_row(row: Mapping[str, Any]) -> IdempotencyRecord:
     """Build an IdempotencyRecord from its row."""
     body = row["response_body"]
     return IdempotencyRecord(

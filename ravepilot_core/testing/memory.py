@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
+from email.message import Message
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -657,7 +657,7 @@ class MemoryMailer:
     """
 
     def __init__(self) -> None:
-        self.sent: list[EmailMessage] = []
+        self.sent: list[Message] = []
         self.closed = False
         self._failures_left = 0
 
@@ -674,7 +674,7 @@ class MemoryMailer:
             raise ValueError(f"fail_next() needs a count >= 0, got {n}")
         self._failures_left = n
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Message) -> None:
         """Append ``message`` to :attr:`sent`, or raise if a failure was asked for.
 
         Raises:

@@ -64,8 +64,9 @@ async def test_a_failing_mailer_is_retried_with_backoff_then_succeeds(
     message = mailer.sent[0]
     assert message["To"] == "ann@example.com"
     assert "Acme" in message["Subject"]
-    text = message.get_body(("plain",)).get_content()
-    html = message.get_body(("html",)).get_content()
+    parts = {part.get_content_type(): part for part in message.walk()}
+    text = parts["text/plain"].get_payload(decode=True).decode()
+    html = parts["text/html"].get_payload(decode=True).decode()
     assert result.link in text and result.link in html
     assert "Hi Ann," in text
     (job,) = await ravepilot.storage.list_jobs(result.submission.id)

@@ -1,0 +1,140 @@
+"""The inline SQLite engine: group commit keeps every caller's guarantees."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import anyio
+import pytest
+from piccolo.querystring import QueryString
+
+from ravepilot_core.errors import BackendError
+from ravepilot_core.sql.engine import InlineSQLiteEngine
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
+    engine = InlineSQLiteEngine(str(tmp_path / "engine.db"))
+    await engine.run_ddl("CREATE TABLE items (id INTEGER PRIMARY KEY, owner TEXT NOT NULL)")
+    yield engine
+    await engine.close()
+
+
+def committed_ids(path: str) -> set[int]:
+    """What another process would see: a separate connection reads only committed rows."""
+    with sqlite3.connect(path) as reader:
+        return {row[0] for row in reader.execute("SELECT id FROM items")}
+
+
+async def test_each_caller_returns_only_after_its_rows_are_committed(
+    engine: InlineSQLiteEngine,
+) -> None:
+    seen_after_return: dict[int, bool] = {}
+    statements: list[str] = []
+    engine._connect().set_trace_callback(statements.append)
+
+    async def write(n: int) -> None:
+        async with engine.transaction():
+            await engine.run_querystring(QueryString("INSERT INTO items VALUES ({}, 'x')", n))
+            await anyio.sleep(0)  # let others queue up behind us, so batches form
+        seen_after_return[n] = n in committed_ids(engine.path)
+
+    async with anyio.create_task_group() as group:
+        for n in range(200):
+            group.start_soon(write, n)
+    assert all(seen_after_return.values()) and len(seen_after_return) == 200
+    assert committed_ids(engine.path) == set(range(200))
+    commits = statements.count("COMMIT")
+    assert 200 / 64 <= commits < 200 / 4, f"callers should share commits, got {commits}"
+
+
+async def test_a_failing_caller_rolls_back_only_its_own_changes(
+    engine: InlineSQLiteEngine,
+) -> None:
+    outcomes: dict[int, str] = {}
+
+    async def write(n: int) -> None:
+        try:
+            async with engine.transaction():
+                await engine.run_querystring(QueryString("INSERT INTO items VALUES ({}, 'x')", n))
+                await anyio.sleep(0)
+                if n % 7 == 0:
+                    raise ValueError("refused")
+            outcomes[n] = "ok"
+        except ValueError:
+            outcomes[n] = "refused"
+
+    async with anyio.create_task_group() as group:
+        for n in range(100):
+            group.start_soon(write, n)
+    expected = {n for n in range(100) if n % 7}
+    assert committed_ids(engine.path) == expected
+    assert {n for n, outcome in outcomes.items() if outcome == "ok"} == expected
+
+
+async def test_a_constraint_error_in_one_caller_leaves_the_batch_intact(
+    engine: InlineSQLiteEngine,
+) -> None:
+    await engine.run_querystring(QueryString("INSERT INTO items VALUES (1, 'first')"))
+    errors: list[BaseException] = []
+
+    async def write(n: int) -> None:
+        try:
+            async with engine.transaction():
+                await engine.run_querystring(QueryString("INSERT INTO items VALUES ({}, 'x')", n))
+                await anyio.sleep(0)
+        except sqlite3.IntegrityError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as group:
+        for n in (2, 1, 3, 4):  # 1 is taken
+            group.start_soon(write, n)
+    assert len(errors) == 1
+    assert committed_ids(engine.path) == {1, 2, 3, 4}
+
+
+async def test_another_process_holding_the_write_lock_delays_without_blocking(
+    engine: InlineSQLiteEngine,
+) -> None:
+    other = sqlite3.connect(engine.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.sleep(0.01)
+
+    async def release_soon() -> None:
+        await anyio.sleep(0.3)
+        other.execute("COMMIT")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(ticker)
+        group.start_soon(release_soon)
+        await engine.run_querystring(QueryString("INSERT INTO items VALUES (9, 'late')"))
+        group.cancel_scope.cancel()
+    other.close()
+    assert ticks >= 10, "the event loop kept running while SQLite was locked"
+    assert committed_ids(engine.path) == {9}
+
+
+async def test_a_lock_held_too_long_is_a_clear_error(
+    engine: InlineSQLiteEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ravepilot_core.sql.engine.LOCK_WAIT_SECONDS", 0.2)
+    other = sqlite3.connect(engine.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(BackendError, match="locked by another process"):
+            await engine.run_querystring(QueryString("INSERT INTO items VALUES (5, 'x')"))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    # The engine recovers once the other writer is gone.
+    await engine.run_querystring(QueryString("INSERT INTO items VALUES (6, 'x')"))
+    assert committed_ids(engine.path) == {6}
