@@ -98,9 +98,15 @@ class RavePilot:
         """The storage backend."""
         return self.context.storage
 
-    def worker(self, **options: object) -> JobWorker:
-        """Return a background worker; run it with ``await worker.run()`` in a task group."""
-        return JobWorker(self.context, **options)  # type: ignore[arg-type]
+    def worker(self, *, concurrency: int = 4, poll_interval: float = 5.0) -> JobWorker:
+        """Return a background worker; run it with ``await worker.run()`` in a task group.
+
+        Args:
+            concurrency: jobs run at once.
+            poll_interval: seconds between looks for due jobs when nothing wakes the worker
+                (commits in this process wake it at once).
+        """
+        return JobWorker(self.context, concurrency=concurrency, poll_interval=poll_interval)
 
     async def close(self) -> None:
         """Close the backends."""

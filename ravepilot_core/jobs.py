@@ -11,7 +11,7 @@ import os
 import random
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import anyio
 
@@ -19,6 +19,7 @@ from ravepilot_core.context import Context
 from ravepilot_core.errors import JobAbandoned
 from ravepilot_core.mail import INVITATION_EMAIL_JOB, send_invitation
 from ravepilot_core.models import InvitationEmail, Job
+from ravepilot_core.protocols import JobOutcome
 
 __all__ = ["JOB_BACKOFF", "JobHandler", "JobWorker"]
 
@@ -44,12 +45,14 @@ BATCH = 16
 HANDLERS: Mapping[str, JobHandler] = {INVITATION_EMAIL_JOB: send_invitation}
 
 
-def _email_state(job: Job, outcome: str, error: str | None, at: object) -> InvitationEmail | None:
+def _email_state(
+    job: Job, outcome: JobOutcome, error: str | None, at: datetime
+) -> InvitationEmail | None:
     """The invitation email state a finished email job leaves on its submission."""
     if job.kind != INVITATION_EMAIL_JOB:
         return None
     if outcome == "succeeded":
-        return InvitationEmail(status="sent", sent_at=at)  # type: ignore[arg-type]
+        return InvitationEmail(status="sent", sent_at=at)
     if outcome == "failed":
         return InvitationEmail(status="failed", error=error)
     return InvitationEmail(status="queued", error=error)
@@ -99,6 +102,7 @@ class JobWorker:
         async with limiter:
             handler = self._handlers.get(job.kind)
             error: str | None = None
+            outcome: JobOutcome
             try:
                 if handler is None:
                     raise JobAbandoned(f"no handler for job kind {job.kind!r}")
@@ -121,7 +125,7 @@ class JobWorker:
         await self._ctx.storage.finish_job(
             job.id,
             worker_id=self.worker_id,
-            outcome=outcome,  # type: ignore[arg-type]
+            outcome=outcome,
             at=now,
             error=error,
             retry_at=retry_at,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import anyio
 import pytest
 
 from ravepilot_core import InvitationRequest, RavePilot
@@ -124,3 +125,21 @@ async def test_a_link_without_email_queues_nothing(
     assert result.submission.invitation_email.status == "not_sent"
     assert await ravepilot.worker().run_due() == 0
     assert await ravepilot.storage.list_jobs(result.submission.id) == []
+
+
+async def test_the_running_worker_is_woken_by_a_commit(
+    ravepilot: RavePilot, mailer: MemoryMailer
+) -> None:
+    """No waiting for the poll interval: creating the invitation wakes the worker."""
+    workspace = await ravepilot.workspaces.create("acme")
+    async with anyio.create_task_group() as group:
+        group.start_soon(ravepilot.worker(poll_interval=60).run)
+        await anyio.sleep(0.05)  # the worker is now asleep, waiting for work
+        with anyio.fail_after(5):
+            await ravepilot.invitations.create(
+                workspace.id, InvitationRequest(customer_email="eve@example.com")
+            )
+            while not mailer.sent:
+                await anyio.sleep(0.01)
+        group.cancel_scope.cancel()
+    assert mailer.sent[0]["To"] == "eve@example.com"
