@@ -5,7 +5,8 @@ purpose, so leaking one derived key exposes nothing else. What the database hold
 
 - API keys and invite tokens: a SHA-256 hash only (both carry >= 256 random or keyed bits, so a
   plain hash is enough and keeps look-ups a single indexed equality).
-- webhook secrets: AES-GCM ciphertext, because they must be read back to sign deliveries.
+- webhook secrets: AES-GCM ciphertext, because they must be read back to sign deliveries;
+- responses kept for ``Idempotency-Key`` replays: AES-GCM too, since one may hold a secret.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class Keyring:
                 "RAVEPILOT_SECRET_KEY must be at least 32 characters; "
                 "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
             )
-        self._aead = AESGCM(self._derive(material, b"ravepilot/webhook-secrets"))
+        self._secrets_aead = AESGCM(self._derive(material, b"ravepilot/webhook-secrets"))
+        self._responses_aead = AESGCM(self._derive(material, b"ravepilot/stored-responses"))
         self._invite_key = self._derive(material, b"ravepilot/invite-tokens")
         self._signing_key = self._derive(material, b"ravepilot/signed-urls")
 
@@ -69,25 +71,41 @@ class Keyring:
     def _derive(material: bytes, purpose: bytes) -> bytes:
         return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(material)
 
-    def encrypt(self, plaintext: str) -> str:
-        """Encrypt a secret for storage (random 96-bit nonce, AES-256-GCM)."""
+    @staticmethod
+    def _seal(aead: AESGCM, plaintext: bytes) -> str:
         nonce = os.urandom(12)
-        sealed = self._aead.encrypt(nonce, plaintext.encode(), None)
+        sealed = aead.encrypt(nonce, plaintext, None)
         return f"{_CIPHERTEXT_VERSION}:{base64.b64encode(nonce + sealed).decode()}"
+
+    @staticmethod
+    def _open(aead: AESGCM, ciphertext: str, what: str) -> bytes:
+        version, _, encoded = ciphertext.partition(":")
+        if version != _CIPHERTEXT_VERSION:
+            raise ConfigurationError(f"unknown ciphertext version {version!r} of a stored {what}")
+        raw = base64.b64decode(encoded)
+        try:
+            return aead.decrypt(raw[:12], raw[12:], None)
+        except InvalidTag:
+            raise ConfigurationError(
+                f"a stored {what} cannot be decrypted: RAVEPILOT_SECRET_KEY changed since it "
+                "was stored; restore the previous key"
+            ) from None
+
+    def encrypt(self, plaintext: str) -> str:
+        """Encrypt a webhook secret for storage (random 96-bit nonce, AES-256-GCM)."""
+        return self._seal(self._secrets_aead, plaintext.encode())
 
     def decrypt(self, ciphertext: str) -> str:
         """Decrypt what :meth:`encrypt` produced; a wrong server secret is a ConfigurationError."""
-        version, _, encoded = ciphertext.partition(":")
-        if version != _CIPHERTEXT_VERSION:
-            raise ConfigurationError(f"unknown secret ciphertext version {version!r}")
-        raw = base64.b64decode(encoded)
-        try:
-            return self._aead.decrypt(raw[:12], raw[12:], None).decode()
-        except InvalidTag:
-            raise ConfigurationError(
-                "a stored webhook secret cannot be decrypted: RAVEPILOT_SECRET_KEY changed since "
-                "it was stored; restore the previous key"
-            ) from None
+        return self._open(self._secrets_aead, ciphertext, "webhook secret").decode()
+
+    def seal_response(self, body: bytes) -> bytes:
+        """Encrypt a response kept for replay: it may hold a secret shown only once."""
+        return self._seal(self._responses_aead, body).encode()
+
+    def open_response(self, sealed: bytes) -> bytes:
+        """Decrypt what :meth:`seal_response` produced."""
+        return self._open(self._responses_aead, sealed.decode(), "response")
 
     def invite_token(self, submission_id: str) -> str:
         """Return the submission's invite token: always the same, unguessable without the key."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 
+import msgspec
+
 from ravepilot_core.context import Context
 from ravepilot_core.errors import IdempotencyConflict, InvalidRequest
 from ravepilot_core.models import IdempotencyRecord
@@ -61,12 +63,15 @@ class IdempotencyService:
             raise IdempotencyConflict(
                 "a request with this Idempotency-Key is still in progress; retry shortly"
             )
-        return existing
+        assert existing.response_body is not None
+        return msgspec.structs.replace(
+            existing, response_body=self._ctx.keyring.open_response(existing.response_body)
+        )
 
     async def complete(self, workspace_id: str, key: str, status: int, body: bytes) -> None:
-        """Store the response so later requests with the key replay it."""
+        """Store the response (encrypted) so later requests with the key replay it."""
         await self._ctx.storage.complete_idempotent_request(
-            workspace_id, key, status=status, body=body
+            workspace_id, key, status=status, body=self._ctx.keyring.seal_response(body)
         )
 
     async def release(self, workspace_id: str, key: str) -> None:

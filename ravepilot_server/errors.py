@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 
 from ravepilot_core.errors import RateLimited, RavePilotError
 
@@ -41,6 +41,11 @@ _HTTP_MESSAGES = {
 def _validation_message(exc: ValidationException) -> str:
     """Say which field is wrong and how, from Litestar's validation details."""
     extra: Any = exc.extra
+    if isinstance(extra, list) and any(
+        isinstance(item, dict) and item.get("key") == "data" and item.get("message") == "'data'"
+        for item in extra
+    ):  # Litestar's way of saying there was no body at all
+        return "the request body is empty: send a JSON object"
     problems = []
     if isinstance(extra, list):
         for item in extra:
@@ -71,8 +76,8 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
     elif isinstance(exc, HTTPException):
         status = exc.status_code
         message = _HTTP_MESSAGES.get(status) or exc.detail
-        if status == 400 and "JSON is malformed" in message:
-            message = f"malformed JSON body ({message}); send a JSON object"
+        if status == 400 and isinstance(exc.__cause__, SerializationException):
+            message = f"malformed JSON body ({exc.detail}); send a JSON object"
         code = _HTTP_CODES.get(status)
         headers.update(exc.headers or {})
     else:

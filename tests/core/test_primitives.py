@@ -47,6 +47,16 @@ def test_keyring_encrypts_and_refuses_a_changed_secret_key() -> None:
         Keyring("short")
 
 
+def test_responses_kept_for_replay_are_sealed_with_their_own_key() -> None:
+    keyring = Keyring("a" * 40)
+    body = b'{"secret": "whsec_abc"}'
+    sealed = keyring.seal_response(body)
+    assert b"whsec_abc" not in sealed
+    assert keyring.open_response(sealed) == body
+    with pytest.raises(ConfigurationError):
+        keyring.decrypt(sealed.decode())  # a different purpose, a different key
+
+
 def test_invite_tokens_are_stable_per_submission_and_key() -> None:
     keyring = Keyring("a" * 40)
     assert keyring.invite_token("sub_1") == keyring.invite_token("sub_1")
