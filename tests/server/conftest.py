@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from litestar import Litestar
-from litestar.testing import AsyncTestClient
 
 from ravepilot_core import RavePilot, Settings
 from ravepilot_core.outbox import open_outbox_mailer
 from ravepilot_core.sql.sqlite import open_sqlite_storage
 from ravepilot_server import create_app
+from tests.server.helpers import Client, serve
 
 SECRET_KEY = "test-secret-key-test-secret-key-test-secret"
+PUBLIC_URL = "https://reviews.example.test"
 
 
 @dataclass
@@ -30,19 +33,45 @@ class Tenant:
         return {"Authorization": f"Bearer {self.key}"}
 
 
-@pytest.fixture
-async def ravepilot(tmp_path: Path) -> AsyncIterator[RavePilot]:
-    storage = open_sqlite_storage(f"sqlite:///{tmp_path}/ravepilot.db")
+@asynccontextmanager
+async def open_ravepilot(directory: Path, **options: Any) -> AsyncIterator[RavePilot]:
+    """A RavePilot over a fresh SQLite file and outbox in ``directory``, closed on exit."""
+    storage = open_sqlite_storage(f"sqlite:///{directory}/ravepilot.db")
     await storage.migrate()
     instance = RavePilot(
         storage=storage,
-        mailer=open_outbox_mailer(f"outbox://{tmp_path}/outbox"),
+        mailer=open_outbox_mailer(f"outbox://{directory}/outbox"),
         secret_key=SECRET_KEY,
-        public_url="https://reviews.example.test",
-        allow_private_webhooks=True,
+        public_url=PUBLIC_URL,
+        **options,
     )
-    yield instance
-    await instance.close()
+    try:
+        yield instance
+    finally:
+        await instance.close()
+
+
+async def make_tenant(ravepilot: RavePilot, slug: str) -> Tenant:
+    workspace = await ravepilot.workspaces.create(slug)
+    _, key = await ravepilot.api_keys.create(workspace.id)
+    return Tenant(workspace_id=workspace.id, key=key)
+
+
+@asynccontextmanager
+async def serve_tenant(
+    directory: Path, slug: str, **options: Any
+) -> AsyncIterator[tuple[Client, Tenant]]:
+    """A server of its own (a RavePilot built with ``options``) and one tenant in it."""
+    async with open_ravepilot(directory, **options) as ravepilot:
+        tenant = await make_tenant(ravepilot, slug)
+        async with serve(create_app(Settings(data_dir=directory), ravepilot=ravepilot)) as client:
+            yield client, tenant
+
+
+@pytest.fixture
+async def ravepilot(tmp_path: Path) -> AsyncIterator[RavePilot]:
+    async with open_ravepilot(tmp_path, allow_private_webhooks=True) as instance:
+        yield instance
 
 
 @pytest.fixture
@@ -51,15 +80,10 @@ def app(ravepilot: RavePilot, tmp_path: Path) -> Litestar:
 
 
 @pytest.fixture
-async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    async with AsyncTestClient(app) as test_client:
+async def client(app: Litestar) -> AsyncIterator[Client]:
+    """An HTTP client to ``app``, served on the test's own event loop."""
+    async with serve(app) as test_client:
         yield test_client
-
-
-async def make_tenant(ravepilot: RavePilot, slug: str) -> Tenant:
-    workspace = await ravepilot.workspaces.create(slug)
-    _, key = await ravepilot.api_keys.create(workspace.id)
-    return Tenant(workspace_id=workspace.id, key=key)
 
 
 @pytest.fixture
