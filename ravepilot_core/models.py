@@ -301,6 +301,23 @@ class WebhookEndpointRecord(msgspec.Struct, kw_only=True, frozen=True):
         events = self.endpoint.events
         return "*" in events or event_type in events
 
+    def new_delivery_status(
+        self, workspace_id: str, event_type: str
+    ) -> Literal["pending", "held"] | None:
+        """Return the status a delivery of such an event starts in here, or None for none.
+
+        The outbox rule every storage applies: ``pending`` for an active subscribed endpoint,
+        ``held`` for one disabled automatically or by a 410 (replayable later), and nothing
+        for another workspace's endpoint, an unsubscribed one, or one switched off by hand.
+        """
+        if workspace_id != self.workspace_id or not self.subscribes_to(event_type):
+            return None
+        if self.endpoint.active:
+            return "pending"
+        if self.endpoint.disabled_reason in ("auto", "gone"):
+            return "held"
+        return None
+
 
 class Delivery(msgspec.Struct, kw_only=True, frozen=True):
     """One event on its way to one endpoint."""

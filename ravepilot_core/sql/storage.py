@@ -114,23 +114,15 @@ class SQLStorage:
         deliveries = []
         for event in events:
             for record in endpoints:
-                ep = record.endpoint
-                if record.workspace_id != event.workspace_id or not record.subscribes_to(
-                    event.type
-                ):
+                status = record.new_delivery_status(event.workspace_id, event.type)
+                if status is None:
                     continue
-                if ep.active:
-                    status = "pending"
-                elif ep.disabled_reason in ("auto", "gone"):
-                    status = "held"
-                else:
-                    continue  # switched off by hand: the user asked for silence
                 deliveries.append(
                     {
                         "id": new_id("dlv", event.created_at),
                         "workspace_id": event.workspace_id,
                         "event_id": event.id,
-                        "endpoint_id": ep.id,
+                        "endpoint_id": record.endpoint.id,
                         "event_type": event.type,
                         "status": status,
                         "attempts": 0,

@@ -178,7 +178,7 @@ class MemoryStorage:
                     id=new_id("dlv", stored.created_at),
                     event_id=stored.id,
                     event_type=stored.type,
-                    endpoint_id=endpoint.id,
+                    endpoint_id=record.endpoint.id,
                     status=status,
                     attempts=0,
                     next_attempt_at=stored.created_at if status == "pending" else None,
