@@ -29,7 +29,6 @@ from ravepilot_core.models import (
     Consent,
     Customer,
     Delivery,
-    DeliveryStatus,
     EventRecord,
     IdempotencyRecord,
     InvitationEmail,
@@ -162,18 +161,9 @@ class MemoryStorage:
             )
             self._events[stored.id] = stored
             for record in list(self._endpoints.values()):
-                endpoint = record.endpoint
-                status: DeliveryStatus
-                if record.workspace_id != stored.workspace_id or not record.subscribes_to(
-                    stored.type
-                ):
+                status = record.new_delivery_status(stored.workspace_id, stored.type)
+                if status is None:
                     continue
-                if endpoint.active:
-                    status = "pending"
-                elif endpoint.disabled_reason in ("auto", "gone"):
-                    status = "held"
-                else:
-                    continue  # switched off by hand: the user asked for silence
                 delivery = Delivery(
                     id=new_id("dlv", stored.created_at),
                     event_id=stored.id,
