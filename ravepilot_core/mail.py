@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import html
+import secrets
 from datetime import datetime
-from email.header import Header
-from email.message import Message
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from email.utils import formataddr, formatdate, make_msgid, parseaddr
 
 from ravepilot_core.context import Context
 from ravepilot_core.errors import JobAbandoned
 from ravepilot_core.ids import new_id
-from ravepilot_core.models import Collector, Job, SubmissionRecord
+from ravepilot_core.models import Collector, Email, Job, SubmissionRecord
 
 __all__ = ["INVITATION_EMAIL_JOB", "compose_invitation", "invitation_email_job", "send_invitation"]
 
@@ -37,19 +33,10 @@ def invitation_email_job(submission: SubmissionRecord, now: datetime) -> Job:
     )
 
 
-def _encoded(value: str) -> str:
-    """Return a header value, RFC 2047-encoded when it is not plain ASCII."""
-    return value if value.isascii() else Header(value, "utf-8").encode()
-
-
 def compose_invitation(
     *, collector: Collector, submission: SubmissionRecord, link: str, mail_from: str
-) -> Message:
-    """Return the branded invitation email: multipart/alternative with text and HTML.
-
-    Built with ``email.mime`` rather than ``EmailMessage``: the modern API's header objects
-    made composing an email cost ~0.85 ms against ~0.05 ms, and every invitation sends one.
-    """
+) -> Email:
+    """Return the branded invitation email, with a plain-text and an HTML body."""
     brand = collector.brand
     greeting = f"Hi {submission.customer.name}," if submission.customer.name else "Hi,"
     prompts = len(collector.script)
@@ -81,16 +68,15 @@ padding:12px 20px;border-radius:6px;text-decoration:none">Record your testimonia
 This link is personal; please don't share it.</p>
 </body></html>
 """
-    message = MIMEMultipart("alternative")
-    message["Subject"] = _encoded(f"{brand.name} would love to hear from you")
-    message["From"] = formataddr(parseaddr(mail_from), charset="utf-8")
-    message["To"] = submission.customer.email
-    message["Date"] = formatdate(usegmt=True)
-    message["Message-ID"] = make_msgid(domain="ravepilot.local")
-    message[LINK_HEADER] = link
-    message.attach(MIMEText(text, "plain", "utf-8"))
-    message.attach(MIMEText(body, "html", "utf-8"))
-    return message
+    return Email(
+        sender=mail_from,
+        to=submission.customer.email,
+        subject=f"{brand.name} would love to hear from you",
+        text=text,
+        html=body,
+        message_id=f"{secrets.token_hex(16)}@ravepilot.local",
+        headers={LINK_HEADER: link},
+    )
 
 
 async def send_invitation(context: Context, job: Job) -> None:
@@ -102,7 +88,7 @@ async def send_invitation(context: Context, job: Job) -> None:
     if collector is None:
         raise JobAbandoned(f"collector {submission.collector_id} no longer exists")
     link = context.link_for(context.keyring.invite_token(submission.id), collector.host)
-    message = compose_invitation(
+    email = compose_invitation(
         collector=collector, submission=submission, link=link, mail_from=context.mail_from
     )
-    await context.mailer.send(message)
+    await context.mailer.send(email)

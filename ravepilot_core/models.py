@@ -23,6 +23,7 @@ __all__ = [
     "Customer",
     "Delivery",
     "DeliveryStatus",
+    "Email",
     "Event",
     "EventRecord",
     "IdempotencyRecord",
@@ -334,6 +335,22 @@ class Delivery(msgspec.Struct, kw_only=True, frozen=True):
     last_attempt_at: datetime | None = None
     next_attempt_at: datetime | None = None
     created_at: datetime
+
+
+class Email(msgspec.Struct, kw_only=True, frozen=True):
+    """An email to send: what a :class:`~ravepilot_core.protocols.Mailer` receives.
+
+    Structured rather than MIME, so an API-based mailer uses the fields as they are and an
+    SMTP one renders them with :func:`ravepilot_core.mime.render_mime`.
+    """
+
+    sender: str
+    to: str
+    subject: str
+    text: str
+    html: str
+    message_id: str
+    headers: dict[str, str] = {}
 
 
 class Job(msgspec.Struct, kw_only=True, frozen=True):

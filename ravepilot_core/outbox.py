@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import logging
 import os
-from email.message import Message
-from email.policy import SMTP
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import anyio
 
 from ravepilot_core.errors import ConfigurationError
+from ravepilot_core.mime import render_mime
+from ravepilot_core.models import Email
 
 __all__ = ["OutboxMailer", "open_outbox_mailer"]
 
@@ -29,22 +30,13 @@ class OutboxMailer:
         self.directory = directory
         self._directory_exists = False
 
-    async def send(self, message: Message) -> None:
-        """Write ``message`` as ``<directory>/<message-id>.eml``."""
-        message_id = str(message.get("Message-ID", "")).strip("<>") or os.urandom(8).hex()
-        name = "".join(c if c.isalnum() or c in "-._" else "_" for c in message_id)
-        # Serialise here, on the event loop: Python work in a thread would hold the GIL for up
-        # to a switch interval (5 ms) whenever the loop released it, stalling every request.
-        # The thread does only file I/O, which releases the GIL.
-        data = message.as_bytes(policy=SMTP)
-        await anyio.to_thread.run_sync(self._write, name, data)
-        link = message.get("X-RavePilot-Link")
-        log.info(
-            "email to %s: %s%s",
-            message["To"],
-            message["Subject"],
-            f" (link: {link})" if link else "",
-        )
+    async def send(self, email: Email) -> None:
+        """Write ``email`` as ``<directory>/<message-id>.eml``."""
+        name = "".join(c if c.isalnum() or c in "-._" else "_" for c in email.message_id)
+        data = render_mime(email, date=datetime.now(UTC))
+        await anyio.to_thread.run_sync(self._write, name, data)  # only file I/O in the thread
+        link = email.headers.get("X-RavePilot-Link")
+        log.info("email to %s: %s%s", email.to, email.subject, f" (link: {link})" if link else "")
 
     def _write(self, name: str, data: bytes) -> None:
         if not self._directory_exists:

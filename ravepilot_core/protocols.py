@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from email.message import Message
 from typing import Literal, Protocol, runtime_checkable
 
 from ravepilot_core.models import (
     ApiKey,
     Collector,
     Delivery,
+    Email,
     EventRecord,
     IdempotencyRecord,
     InvitationEmail,
@@ -53,18 +53,18 @@ class Mailer(Protocol):
     Example::
 
         class PrintMailer:
-            async def send(self, message: Message) -> None:
-                print(message["To"], message["Subject"])
+            async def send(self, email: Email) -> None:
+                print(email.to, email.subject)
 
             async def close(self) -> None:
                 pass
     """
 
-    async def send(self, message: Message) -> None:
-        """Deliver ``message``: From, To, Subject and a multipart/alternative text and HTML body.
+    async def send(self, email: Email) -> None:
+        """Deliver ``email`` (sender, recipient, subject, a text and an HTML body, headers).
 
-        It is a ``email.message.Message`` (RavePilot builds them with ``email.mime``, which is
-        several times cheaper than ``EmailMessage``); ``bytes(message)`` is what to send.
+        An SMTP-style mailer sends ``ravepilot_core.mime.render_mime(email, date=...)``; an
+        API-based one passes the fields on.
         """
         ...
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import Message
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -29,6 +28,7 @@ from ravepilot_core.models import (
     Consent,
     Customer,
     Delivery,
+    Email,
     EventRecord,
     IdempotencyRecord,
     InvitationEmail,
@@ -647,7 +647,7 @@ class MemoryMailer:
     """
 
     def __init__(self) -> None:
-        self.sent: list[Message] = []
+        self.sent: list[Email] = []
         self.closed = False
         self._failures_left = 0
 
@@ -664,8 +664,8 @@ class MemoryMailer:
             raise ValueError(f"fail_next() needs a count >= 0, got {n}")
         self._failures_left = n
 
-    async def send(self, message: Message) -> None:
-        """Append ``message`` to :attr:`sent`, or raise if a failure was asked for.
+    async def send(self, email: Email) -> None:
+        """Append ``email`` to :attr:`sent`, or raise if a failure was asked for.
 
         Raises:
             ConnectionError: While failures set by :meth:`fail_next` remain.
@@ -673,8 +673,8 @@ class MemoryMailer:
         await checkpoint()
         if self._failures_left:
             self._failures_left -= 1
-            raise ConnectionError(f"memory mailer told to fail (to {message['To']})")
-        self.sent.append(message)
+            raise ConnectionError(f"memory mailer told to fail (to {email.to})")
+        self.sent.append(email)
 
     async def close(self) -> None:
         """Mark the mailer closed; what was sent stays readable."""

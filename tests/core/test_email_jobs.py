@@ -62,14 +62,12 @@ async def test_a_failing_mailer_is_retried_with_backoff_then_succeeds(
     assert submission.invitation_email.status == "sent"
     assert submission.invitation_email.sent_at == clock.now()
     assert len(mailer.sent) == 1
-    message = mailer.sent[0]
-    assert message["To"] == "ann@example.com"
-    assert "Acme" in message["Subject"]
-    parts = {part.get_content_type(): part for part in message.walk()}
-    text = parts["text/plain"].get_payload(decode=True).decode()
-    html = parts["text/html"].get_payload(decode=True).decode()
-    assert result.link in text and result.link in html
-    assert "Hi Ann," in text
+    email = mailer.sent[0]
+    assert email.to == "ann@example.com"
+    assert "Acme" in email.subject
+    assert result.link in email.text and result.link in email.html
+    assert "Hi Ann," in email.text
+    assert email.headers["X-RavePilot-Link"] == result.link
     (job,) = await ravepilot.storage.list_jobs(result.submission.id)
     assert job.status == "succeeded" and job.attempts == 3
 
@@ -142,4 +140,4 @@ async def test_the_running_worker_is_woken_by_a_commit(
             while not mailer.sent:
                 await anyio.sleep(0.01)
         group.cancel_scope.cancel()
-    assert mailer.sent[0]["To"] == "eve@example.com"
+    assert mailer.sent[0].to == "eve@example.com"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
 import ravepilot_core.testing
 from ravepilot_core.errors import ConfigurationError
+from ravepilot_core.models import Email
 from ravepilot_core.protocols import Clock, Mailer, Storage
 from ravepilot_core.sql.sqlite import open_sqlite_storage
 from ravepilot_core.testing import (
@@ -102,8 +102,9 @@ def test_frozen_clock() -> None:
 async def test_memory_mailer_keeps_sent_messages_and_fails_on_demand() -> None:
     mailer = open_memory_mailer("memory://")
     assert isinstance(mailer, MemoryMailer) and isinstance(mailer, Mailer)
-    message = EmailMessage()
-    message["To"] = "ada@example.com"
+    message = Email(
+        sender="a@b.test", to="ada@example.com", subject="s", text="t", html="h", message_id="m@x"
+    )
     mailer.fail_next(2)
     for _ in range(2):
         with pytest.raises(ConnectionError):
