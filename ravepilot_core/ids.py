@@ -26,12 +26,12 @@ def timestamp_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+_PAIRS = [first + second for first in _ALPHABET for second in _ALPHABET]  # 10 bits each
+
+
 def _encode(value: int) -> str:
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    """The 130-bit value as 26 base32 characters, most significant first."""
+    return "".join(_PAIRS[(value >> shift) & 1023] for shift in range(120, -10, -10))
 
 
 def new_id(prefix: str, moment: datetime) -> str:

@@ -54,8 +54,15 @@ async def authenticate(
     connection.state.principal = principal
 
 
-def provide_principal(request: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-    """Dependency: the authenticated caller (set by the guard)."""
+def provide_principal(
+    request: ASGIConnection[Any, Any, Any, Any], ravepilot: RavePilotDep
+) -> Principal:
+    """Dependency: the authenticated caller (set by the guard).
+
+    It takes ``ravepilot`` only so that Litestar resolves the two one after the other:
+    independent dependencies are resolved in a task group spawned per request, which cost
+    ~0.1 ms of an invitation's ~0.5 ms.
+    """
     principal: Principal = request.state.principal
     return principal
 

@@ -50,12 +50,12 @@ def _placeholders(count: int) -> str:
     return ", ".join(["{}"] * count)
 
 
-def _insert(table: str, records: Sequence[Row], suffix: str = "") -> QueryString:
+def _insert(table: str, records: Sequence[Row], suffix: str = "") -> tuple[str, list[Any]]:
     """``INSERT INTO table (columns) VALUES (...), (...)`` for rows with the same columns."""
     columns = list(records[0])
     values = ", ".join(f"({_placeholders(len(columns))})" for _ in records)
     args = [record[column] for record in records for column in columns]
-    return QueryString(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}{suffix}", *args)
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}{suffix}", args
 
 
 class SQLStorage:
@@ -63,18 +63,24 @@ class SQLStorage:
 
     def __init__(self, engine: Engine[Any]) -> None:
         self.engine = engine
+        # Engines may offer run_sql(template, args), a cached-compile fast path (the inline
+        # SQLite engine does); any other Piccolo engine runs a QueryString.
+        self._run_sql = getattr(engine, "run_sql", None)
 
     async def _all(self, sql: str, *args: Any) -> list[Row]:
-        rows_: list[Row] = await self.engine.run_querystring(QueryString(sql, *args))
-        return rows_
+        if self._run_sql is not None:
+            found: list[Row] = await self._run_sql(sql, args)
+        else:
+            found = await self.engine.run_querystring(QueryString(sql, *args))
+        return found
 
     async def _one(self, sql: str, *args: Any) -> Row | None:
         found = await self._all(sql, *args)
         return found[0] if found else None
 
     async def _insert(self, table: str, records: Sequence[Row], suffix: str = "") -> list[Row]:
-        result: list[Row] = await self.engine.run_querystring(_insert(table, records, suffix))
-        return result
+        sql, args = _insert(table, records, suffix)
+        return await self._all(sql, *args)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def migrate(self) -> None:
