@@ -15,7 +15,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from ravepilot_core import RavePilot, Settings, __version__
 from ravepilot_server.allow import allow_header_middleware
-from ravepilot_server.auth import authenticate, provide_principal, provide_ravepilot
+from ravepilot_server.auth import api_key_middleware, provide_principal, provide_ravepilot
 from ravepilot_server.controllers import (
     CollectorController,
     InvitationController,
@@ -68,7 +68,7 @@ def create_app(
             CollectorController,
             WebhookController,
         ],
-        guards=[authenticate],
+        middleware=[api_key_middleware],
         dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
         security=[{"BearerAuth": []}, {"ApiKeyHeader": []}],
     )
