@@ -437,8 +437,13 @@ class SQLStorage:
         due = "((status = 'queued' AND run_at <= {}) OR (status = 'running' AND lease_until < {}))"
         now_ms = ms(now)
         async with self.engine.transaction():
+            # Two index range scans on (status, run_at), not one OR over the whole table:
+            # finished jobs stay in rp_jobs, so a scan would slow down as they pile up.
             candidates = await self._all(
-                f"SELECT id FROM rp_jobs WHERE {due} ORDER BY run_at LIMIT {{}}",
+                "SELECT id, run_at FROM rp_jobs WHERE status = 'queued' AND run_at <= {} "
+                "UNION ALL "
+                "SELECT id, run_at FROM rp_jobs WHERE status = 'running' AND lease_until < {} "
+                "ORDER BY run_at LIMIT {}",
                 now_ms,
                 now_ms,
                 limit,
