@@ -109,9 +109,11 @@ class InlineSQLiteEngine(SQLiteEngine):
             self._lock = anyio.Lock()
         return self._lock
 
-    async def _execute_when_free(self, sql: str, args: list[Any] | tuple[Any, ...] = ()) -> Any:
-        """Run ``sql``, retrying without blocking the loop while another process writes."""
-        connection = self._connect()
+    @staticmethod
+    async def _execute_when_free(
+        connection: sqlite3.Connection, sql: str, args: Sequence[Any] = ()
+    ) -> Any:
+        """Run ``sql``, retrying without blocking the loop while another process holds a lock."""
         delay = 0.001
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
@@ -155,19 +157,11 @@ class InlineSQLiteEngine(SQLiteEngine):
         async with _Transaction(self):
             return self._connect().execute(query, args).fetchall()
 
-    async def _read(self, query: str, args: Any) -> Any:
+    async def _read(self, query: str, args: Sequence[Any]) -> Any:
         if self._reader is None:
             self._reader = self._open_connection()
-        delay = 0.001
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        while True:
-            try:
-                return self._reader.execute(query, args).fetchall()
-            except sqlite3.OperationalError as exc:  # WAL readers are busy only in rare recovery
-                if not _is_busy(exc) or time.monotonic() > deadline:
-                    raise
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 0.05)
+        # A WAL reader is only ever busy during rare recovery, but then it waits the same way.
+        return await self._execute_when_free(self._reader, query, args)
 
     async def run_ddl(self, ddl: str, in_pool: bool = False) -> Any:
         """Run DDL the same way as a query."""
@@ -223,7 +217,7 @@ class _Transaction:
             engine._waiting -= 1
         try:
             if engine._batch is None:
-                await engine._execute_when_free("BEGIN IMMEDIATE")
+                await engine._execute_when_free(engine._connect(), "BEGIN IMMEDIATE")
                 engine._batch = _Batch()
             engine._connect().execute("SAVEPOINT rp_tx")
         except BaseException:
