@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,8 +26,6 @@ from ravepilot_server.controllers import (
 from ravepilot_server.errors import handle_exception
 
 __all__ = ["app_from_env", "create_app"]
-
-log = logging.getLogger("ravepilot.server")
 
 
 def create_app(
@@ -104,7 +102,5 @@ def create_app(
 
 def app_from_env() -> Litestar:
     """Factory for ``uvicorn --factory`` and multi-worker serving: settings from the environment."""
-    import os
-
     run_worker = os.environ.get("RAVEPILOT_RUN_WORKER", "true").lower() not in ("0", "false", "no")
     return create_app(Settings.from_env(), run_worker=run_worker)
