@@ -65,7 +65,6 @@ class Keyring:
         self._secrets_aead = AESGCM(self._derive(material, b"ravepilot/webhook-secrets"))
         self._responses_aead = AESGCM(self._derive(material, b"ravepilot/stored-responses"))
         self._invite_key = self._derive(material, b"ravepilot/invite-tokens")
-        self._signing_key = self._derive(material, b"ravepilot/signed-urls")
 
     @staticmethod
     def _derive(material: bytes, purpose: bytes) -> bytes:
@@ -110,9 +109,4 @@ class Keyring:
     def invite_token(self, submission_id: str) -> str:
         """Return the submission's invite token: always the same, unguessable without the key."""
         digest = hmac.new(self._invite_key, submission_id.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-    def sign(self, message: str) -> str:
-        """Return a URL-safe MAC of ``message`` (for signed, expiring URLs)."""
-        digest = hmac.new(self._signing_key, message.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

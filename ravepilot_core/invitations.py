@@ -130,7 +130,7 @@ class InvitationService:
             created_at=now,
             updated_at=now,
         )
-        view = self._submissions.view(record, collector.host)
+        view = self._submissions.view(record, collector.host, token=token)
         event = make_event("invitation.created", workspace_id=workspace_id, data=view, at=now)
         jobs = [invitation_email_job(record, now)] if send_email else []
         stored, created = await ctx.storage.create_submission(record, events=[event], jobs=jobs)
@@ -164,6 +164,6 @@ class InvitationService:
             ok=True,
             link=ctx.link_for(token, collector.host),
             invite_token=token,
-            submission=self._submissions.view(stored, collector.host),
+            submission=self._submissions.view(stored, collector.host, token=token),
             reused=True,
         )

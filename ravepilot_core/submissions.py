@@ -44,11 +44,16 @@ class SubmissionService:
     def __init__(self, context: Context) -> None:
         self._ctx = context
 
-    def view(self, record: SubmissionRecord, host: str | None = None) -> Submission:
-        """Return the API view of a stored submission (with its link)."""
+    def view(
+        self, record: SubmissionRecord, host: str | None = None, *, token: str | None = None
+    ) -> Submission:
+        """Return the API view of a stored submission (with its link).
+
+        ``token`` is the submission's invite token when the caller has already derived it.
+        """
         link = None
         if record.status != "withdrawn":
-            link = self._ctx.link_for(self._ctx.keyring.invite_token(record.id), host)
+            link = self._ctx.link_for(token or self._ctx.keyring.invite_token(record.id), host)
         return Submission(
             id=record.id,
             collector_id=record.collector_id,
