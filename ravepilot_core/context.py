@@ -10,7 +10,7 @@ import anyio
 from ravepilot_core.crypto import Keyring
 from ravepilot_core.protocols import Clock, Mailer, Storage
 
-__all__ = ["Context", "Resolver"]
+__all__ = ["Context", "Resolver", "WorkSignal"]
 
 Resolver = Callable[[str], Awaitable[list[str]]]
 """Turns a host name into the IP addresses it resolves to (injected for tests: no DNS here)."""
@@ -20,6 +20,37 @@ async def resolve_with_dns(host: str) -> list[str]:
     """Return every address ``host`` resolves to, using the system resolver."""
     infos = await anyio.getaddrinfo(host, None)
     return sorted({str(info[4][0]) for info in infos})
+
+
+class WorkSignal:
+    """Wakes every in-process waiter when new work is committed, losing no wake-up.
+
+    A waiter reads :attr:`generation` before it looks for work and passes it to :meth:`wait`;
+    a notification that came in between makes the wait return at once.
+    """
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self._waiters: set[anyio.Event] = set()
+
+    def notify(self) -> None:
+        """Wake everyone waiting now, and anyone about to wait on an older generation."""
+        self.generation += 1
+        for waiter in self._waiters:
+            waiter.set()
+        self._waiters.clear()
+
+    async def wait(self, seen: int, timeout: float) -> None:
+        """Return after a notification newer than ``seen``, or after ``timeout`` seconds."""
+        if self.generation != seen:
+            return
+        waiter = anyio.Event()
+        self._waiters.add(waiter)
+        try:
+            with anyio.move_on_after(timeout):
+                await waiter.wait()
+        finally:
+            self._waiters.discard(waiter)
 
 
 @dataclass(eq=False)
@@ -34,11 +65,11 @@ class Context:
     mail_from: str
     allow_private_webhooks: bool = False
     resolver: Resolver = resolve_with_dns
-    work_available: anyio.Event = field(default_factory=anyio.Event)
+    work: WorkSignal = field(default_factory=WorkSignal)
 
     def wake_worker(self) -> None:
-        """Tell an in-process worker that new jobs or deliveries were committed."""
-        self.work_available.set()
+        """Tell in-process workers that new jobs or deliveries were committed."""
+        self.work.notify()
 
     def link_for(self, token: str, host: str | None) -> str:
         """Return the customer's recording link; a collector's custom host wins."""

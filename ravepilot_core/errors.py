@@ -6,6 +6,7 @@ without knowing every subclass::
 
     RavePilotError                    (500 internal)
     ├── InvalidRequest                (400 invalid_request)  what to fix is in the message
+    │   └── InvalidSignature          (400 invalid_signature) a webhook failed verification
     ├── AuthenticationFailed          (401 unauthenticated)  missing/malformed/unknown/revoked key
     ├── PermissionDenied              (403 missing_scope)    valid key without the needed scope
     ├── NotFound                      (404 not_found)        absent in *your* workspace
@@ -29,6 +30,7 @@ __all__ = [
     "Conflict",
     "IdempotencyConflict",
     "InvalidRequest",
+    "InvalidSignature",
     "JobAbandoned",
     "NotFound",
     "PayloadTooLarge",
@@ -54,6 +56,15 @@ class InvalidRequest(RavePilotError):
 
     status = 400
     code = "invalid_request"
+
+
+class InvalidSignature(InvalidRequest):
+    """A received webhook's signature is missing, malformed, wrong or outside the tolerance.
+
+    Raised by :mod:`ravepilot_core.signing`'s verifiers; a receiver answers 400 and drops it.
+    """
+
+    code = "invalid_signature"
 
 
 class AuthenticationFailed(RavePilotError):

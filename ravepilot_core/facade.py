@@ -12,12 +12,15 @@ from ravepilot_core.collectors import CollectorService
 from ravepilot_core.config import Settings
 from ravepilot_core.context import Context, Resolver, resolve_with_dns
 from ravepilot_core.crypto import Keyring
+from ravepilot_core.dispatch import Dispatcher, Sender
 from ravepilot_core.idempotency import IdempotencyService
 from ravepilot_core.invitations import InvitationService
 from ravepilot_core.jobs import JobWorker
+from ravepilot_core.metrics import Metrics
 from ravepilot_core.protocols import Clock, Mailer, Storage
 from ravepilot_core.submissions import SubmissionService
 from ravepilot_core.webhooks import WebhookService
+from ravepilot_core.worker import Worker
 from ravepilot_core.workspaces import WorkspaceService
 
 __all__ = ["RavePilot"]
@@ -64,12 +67,14 @@ class RavePilot:
             log.warning(
                 "private and plain-http webhook URLs are allowed: use this only in development"
             )
+        self.metrics = Metrics()
+        self.sender = Sender(self.context)
         self.workspaces = WorkspaceService(self.context)
         self.api_keys = ApiKeyService(self.context)
         self.collectors = CollectorService(self.context)
         self.submissions = SubmissionService(self.context)
         self.invitations = InvitationService(self.context, self.collectors, self.submissions)
-        self.webhooks = WebhookService(self.context)
+        self.webhooks = WebhookService(self.context, self.sender)
         self.idempotency = IdempotencyService(self.context)
 
     @classmethod
@@ -98,19 +103,45 @@ class RavePilot:
         """The storage backend."""
         return self.context.storage
 
-    def worker(self, *, concurrency: int = 4, poll_interval: float = 5.0) -> JobWorker:
+    def worker(
+        self,
+        *,
+        concurrency: int = 4,
+        poll_interval: float = 5.0,
+        webhook_concurrency: int = 256,
+        webhook_per_endpoint: int = 64,
+        webhook_poll_interval: float = 1.0,
+    ) -> Worker:
         """Return a background worker; run it with ``await worker.run()`` in a task group.
 
+        Commits made through this instance wake it at once; the poll intervals bound how late
+        it notices work committed by other processes (and retries falling due).
+
         Args:
-            concurrency: jobs run at once.
-            poll_interval: seconds between looks for due jobs when nothing wakes the worker
-                (commits in this process wake it at once).
+            concurrency: jobs (emails, media work) run at once.
+            poll_interval: seconds between looks for due jobs when nothing wakes the worker.
+            webhook_concurrency: webhook requests in flight at once.
+            webhook_per_endpoint: webhook requests in flight to any one endpoint, so a slow
+                endpoint cannot take every slot.
+            webhook_poll_interval: seconds between looks for due deliveries when nothing wakes
+                the worker.
         """
-        return JobWorker(self.context, concurrency=concurrency, poll_interval=poll_interval)
+        return Worker(
+            JobWorker(self.context, concurrency=concurrency, poll_interval=poll_interval),
+            Dispatcher(
+                self.context,
+                self.sender,
+                self.metrics,
+                concurrency=webhook_concurrency,
+                per_endpoint=webhook_per_endpoint,
+                poll_interval=webhook_poll_interval,
+            ),
+        )
 
     async def close(self) -> None:
         """Close the backends."""
         try:
+            await self.sender.close()
             await self.context.mailer.close()
         finally:
             await self.context.storage.close()

@@ -17,7 +17,12 @@ import anyio
 
 from ravepilot_core.context import Context
 from ravepilot_core.errors import JobAbandoned
-from ravepilot_core.mail import INVITATION_EMAIL_JOB, send_invitation
+from ravepilot_core.mail import (
+    INVITATION_EMAIL_JOB,
+    WEBHOOK_DISABLED_JOB,
+    send_invitation,
+    send_webhook_disabled,
+)
 from ravepilot_core.models import InvitationEmail, Job
 from ravepilot_core.protocols import JobOutcome
 
@@ -42,7 +47,10 @@ LEASE = timedelta(minutes=5)
 POLL_INTERVAL = 5.0
 BATCH = 16
 
-HANDLERS: Mapping[str, JobHandler] = {INVITATION_EMAIL_JOB: send_invitation}
+HANDLERS: Mapping[str, JobHandler] = {
+    INVITATION_EMAIL_JOB: send_invitation,
+    WEBHOOK_DISABLED_JOB: send_webhook_disabled,
+}
 
 
 def _email_state(
@@ -78,12 +86,9 @@ class JobWorker:
     async def run(self) -> None:
         """Process jobs forever: woken after each commit, polling as the fallback."""
         while True:
+            seen = self._ctx.work.generation
             if await self.run_due() == 0:
-                with anyio.move_on_after(self._poll_interval):
-                    await self._ctx.work_available.wait()
-                # A fresh event for the next wait; a set() that raced with us is caught by the
-                # run_due() that follows, so no wake-up is lost.
-                self._ctx.work_available = anyio.Event()
+                await self._ctx.work.wait(seen, self._poll_interval)
 
     async def run_due(self) -> int:
         """Claim and run one batch of due jobs; return how many ran."""

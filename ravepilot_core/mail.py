@@ -1,19 +1,44 @@
-"""Invitation emails: composed from the collector's branding, sent by a durable job."""
+"""Emails sent by durable jobs: customers' invitations and operators' notices.
+
+The invitation is branded with the collector; the notice tells a workspace that one of its
+webhook endpoints was disabled and what to do about it.
+"""
 
 from __future__ import annotations
 
 import html
+import logging
 import secrets
 from datetime import datetime
 
 from ravepilot_core.context import Context
 from ravepilot_core.errors import JobAbandoned
 from ravepilot_core.ids import new_id
-from ravepilot_core.models import Collector, Email, Job, SubmissionRecord
+from ravepilot_core.models import (
+    Collector,
+    Email,
+    Job,
+    SubmissionRecord,
+    WebhookEndpoint,
+    WebhookEndpointRecord,
+    Workspace,
+)
 
-__all__ = ["INVITATION_EMAIL_JOB", "compose_invitation", "invitation_email_job", "send_invitation"]
+log = logging.getLogger("ravepilot.mail")
+
+__all__ = [
+    "INVITATION_EMAIL_JOB",
+    "WEBHOOK_DISABLED_JOB",
+    "compose_invitation",
+    "compose_webhook_disabled",
+    "invitation_email_job",
+    "send_invitation",
+    "send_webhook_disabled",
+    "webhook_disabled_job",
+]
 
 INVITATION_EMAIL_JOB = "email.invitation"
+WEBHOOK_DISABLED_JOB = "email.webhook_disabled"
 LINK_HEADER = "X-RavePilot-Link"
 
 
@@ -92,3 +117,78 @@ async def send_invitation(context: Context, job: Job) -> None:
         collector=collector, submission=submission, link=link, mail_from=context.mail_from
     )
     await context.mailer.send(email)
+
+
+def webhook_disabled_job(record: WebhookEndpointRecord, at: datetime) -> Job:
+    """Return the job that tells the workspace its endpoint was disabled (stored with it)."""
+    return Job(
+        id=new_id("job", at),
+        workspace_id=record.workspace_id,
+        kind=WEBHOOK_DISABLED_JOB,
+        subject_id=record.endpoint.id,
+        payload={"reason": record.endpoint.disabled_reason},
+        run_at=at,
+        created_at=at,
+    )
+
+
+_REASONS = {
+    "auto": "it failed {count} times in a row",
+    "gone": "it answered 410 Gone, which means it no longer exists",
+}
+
+
+def compose_webhook_disabled(
+    *, workspace: Workspace, endpoint: WebhookEndpoint, to: str, mail_from: str
+) -> Email:
+    """Return the notice that ``endpoint`` was disabled, with what to do next."""
+    reason = _REASONS.get(endpoint.disabled_reason or "", "it was disabled").format(
+        count=endpoint.failure_count
+    )
+    text = (
+        f"RavePilot stopped sending webhooks to {endpoint.url} (endpoint {endpoint.id}) in "
+        f"workspace {workspace.name}: {reason}.\n\n"
+        f"Last HTTP status: {endpoint.last_status_code or 'none (no response)'}.\n"
+        "New events for this endpoint are kept as held deliveries; nothing is lost.\n\n"
+        "When your receiver is healthy again:\n"
+        f'  1. re-enable it: PATCH /v1/webhooks/{endpoint.id} {{"active": true}} '
+        "(a test event is sent first and must succeed);\n"
+        f"  2. replay what it missed: POST /v1/webhooks/{endpoint.id}/recover "
+        '{"since": "<when it started failing>"}.\n'
+    )
+    body = "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n"))
+    return Email(
+        sender=mail_from,
+        to=to,
+        subject=f"Webhook endpoint disabled: {endpoint.url}",
+        text=text,
+        html=f'<!doctype html><html><body style="font-family:system-ui,sans-serif">{body}'
+        "</body></html>\n",
+        message_id=f"{secrets.token_hex(16)}@ravepilot.local",
+    )
+
+
+async def send_webhook_disabled(context: Context, job: Job) -> None:
+    """Email the workspace's notify address about a disabled endpoint."""
+    workspace = await context.storage.get_workspace(job.workspace_id)
+    record = await context.storage.get_webhook_endpoint(job.workspace_id, job.subject_id)
+    if workspace is None or record is None:
+        raise JobAbandoned(f"endpoint {job.subject_id} or its workspace no longer exists")
+    if not workspace.notify_email:
+        log.warning(
+            "webhook endpoint %s of workspace %s was disabled (%s), but the workspace has no "
+            "notify email; set one with: ravepilot workspaces update %s --notify-email ADDRESS",
+            record.endpoint.id,
+            workspace.slug,
+            record.endpoint.disabled_reason,
+            workspace.slug,
+        )
+        return
+    await context.mailer.send(
+        compose_webhook_disabled(
+            workspace=workspace,
+            endpoint=record.endpoint,
+            to=workspace.notify_email,
+            mail_from=context.mail_from,
+        )
+    )

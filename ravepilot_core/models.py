@@ -22,7 +22,13 @@ __all__ = [
     "Consent",
     "Customer",
     "Delivery",
+    "DeliveryAttempt",
+    "DeliveryDetail",
+    "DeliveryOutcome",
+    "DeliveryQueueStats",
+    "DeliveryResult",
     "DeliveryStatus",
+    "DeliveryTask",
     "Email",
     "Event",
     "EventRecord",
@@ -58,6 +64,7 @@ EmailStatus = Literal["queued", "sent", "failed", "not_sent"]
 DeliveryStatus = Literal["pending", "succeeded", "failed", "held", "dropped"]
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 DisabledReason = Literal["auto", "manual", "gone"]
+DeliveryOutcome = Literal["succeeded", "retry", "failed", "held"]
 
 
 class Workspace(msgspec.Struct, kw_only=True, frozen=True):
@@ -67,6 +74,7 @@ class Workspace(msgspec.Struct, kw_only=True, frozen=True):
     slug: str
     name: str
     created_at: datetime
+    notify_email: str | None = None  # where operator notices go (an endpoint auto-disabled...)
 
 
 class ApiKey(msgspec.Struct, kw_only=True, frozen=True):
@@ -335,6 +343,59 @@ class Delivery(msgspec.Struct, kw_only=True, frozen=True):
     last_attempt_at: datetime | None = None
     next_attempt_at: datetime | None = None
     created_at: datetime
+
+
+class DeliveryAttempt(msgspec.Struct, kw_only=True, frozen=True):
+    """One HTTP attempt of a delivery, as the attempt log shows it."""
+
+    number: int
+    at: datetime
+    target_ip: str | None = None
+    status_code: int | None = None
+    latency_ms: int | None = None
+    error: str | None = None
+    response_body: str | None = None  # the first 2 KB, decoded leniently
+
+
+class DeliveryDetail(Delivery, kw_only=True, frozen=True):
+    """A delivery with its attempt log (``GET /v1/deliveries/{id}``)."""
+
+    attempt_log: tuple[DeliveryAttempt, ...] = ()
+
+
+class DeliveryTask(msgspec.Struct, kw_only=True, frozen=True):
+    """A claimed delivery with everything needed to send it: the body and the endpoint."""
+
+    delivery_id: str
+    workspace_id: str
+    event_id: str
+    event_type: str
+    attempt: int  # the number of the attempt about to be made (1 for the first)
+    payload: bytes
+    endpoint: WebhookEndpointRecord
+
+
+class DeliveryResult(msgspec.Struct, kw_only=True, frozen=True):
+    """What one attempt came to, written back by the worker in batches.
+
+    ``retry`` keeps the delivery pending until ``next_attempt_at``; ``held`` parks it without an
+    attempt (its endpoint was disabled meanwhile). ``gone`` marks a 410 answer, which disables the
+    endpoint at once.
+    """
+
+    delivery_id: str
+    endpoint_id: str
+    outcome: DeliveryOutcome
+    attempt: DeliveryAttempt | None = None
+    next_attempt_at: datetime | None = None
+    gone: bool = False
+
+
+class DeliveryQueueStats(msgspec.Struct, kw_only=True, frozen=True):
+    """The state of the delivery queue, for metrics."""
+
+    pending: int
+    oldest_pending_at: datetime | None = None
 
 
 class Email(msgspec.Struct, kw_only=True, frozen=True):

@@ -6,7 +6,7 @@ contract suite for its protocol in :mod:`ravepilot_core.testing`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
@@ -14,6 +14,10 @@ from ravepilot_core.models import (
     ApiKey,
     Collector,
     Delivery,
+    DeliveryAttempt,
+    DeliveryQueueStats,
+    DeliveryResult,
+    DeliveryTask,
     Email,
     EventRecord,
     IdempotencyRecord,
@@ -25,9 +29,12 @@ from ravepilot_core.models import (
     Workspace,
 )
 
-__all__ = ["Clock", "JobOutcome", "Mailer", "Storage"]
+__all__ = ["Clock", "DisableNotice", "JobOutcome", "Mailer", "Storage"]
 
 JobOutcome = Literal["succeeded", "retry", "failed"]
+
+DisableNotice = Callable[[WebhookEndpointRecord, datetime], Job]
+"""Makes the job that tells a workspace its endpoint was disabled (stored with the change)."""
 
 
 @runtime_checkable
@@ -114,6 +121,10 @@ class Storage(Protocol):
 
     async def get_workspace_by_slug(self, slug: str) -> Workspace | None:
         """Return the workspace with this slug."""
+        ...
+
+    async def update_workspace(self, workspace: Workspace) -> None:
+        """Replace a workspace's name and notify email (its id, slug and creation time stay)."""
         ...
 
     async def create_api_key(self, key: ApiKey) -> None:
@@ -223,7 +234,11 @@ class Storage(Protocol):
         ...
 
     async def update_webhook_endpoint(self, record: WebhookEndpointRecord) -> None:
-        """Replace an endpoint's settings and bookkeeping."""
+        """Replace an endpoint's settings, secrets and bookkeeping.
+
+        When the record is inactive, the endpoint's ``pending`` deliveries become ``held`` in the
+        same transaction (replayable with :meth:`recover_deliveries` once it is active again).
+        """
         ...
 
     async def delete_webhook_endpoint(self, workspace_id: str, endpoint_id: str) -> bool:
@@ -235,6 +250,97 @@ class Storage(Protocol):
 
     async def list_deliveries(self, endpoint_id: str, *, limit: int = 50) -> list[Delivery]:
         """Return the endpoint's most recent deliveries, newest first."""
+        ...
+
+    async def get_delivery(self, workspace_id: str, delivery_id: str) -> Delivery | None:
+        """Return the delivery if it belongs to the workspace."""
+        ...
+
+    async def list_delivery_attempts(self, delivery_id: str) -> list[DeliveryAttempt]:
+        """Return the delivery's attempt log, first attempt first."""
+        ...
+
+    async def create_direct_delivery(
+        self,
+        event: EventRecord,
+        endpoint_id: str,
+        *,
+        leased_to: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> Delivery:
+        """Store ``event`` with one ``pending`` delivery to ``endpoint_id`` and no other.
+
+        For ``webhook.test``: it reaches the one endpoint whatever its subscriptions or state.
+        With ``leased_to``, the delivery is created already leased (due at ``lease_until``), so a
+        caller that sends it right away records the result itself.
+        """
+        ...
+
+    async def claim_deliveries(
+        self,
+        *,
+        now: datetime,
+        worker_id: str,
+        lease_until: datetime,
+        limit: int,
+        per_endpoint: int | None = None,
+        endpoint_room: Mapping[str, int] | None = None,
+    ) -> list[DeliveryTask]:
+        """Lease up to ``limit`` due deliveries, oldest ``next_attempt_at`` first.
+
+        Due means ``pending`` with ``next_attempt_at <= now``. A claimed delivery's
+        ``next_attempt_at`` becomes ``lease_until``, so it is due again by itself if the worker
+        dies; no two workers hold one delivery. At most ``endpoint_room[id]`` deliveries of an
+        endpoint named there are taken (none at 0), and at most ``per_endpoint`` of any other,
+        so one busy endpoint cannot crowd the others out of a claim.
+        """
+        ...
+
+    async def release_deliveries(self, delivery_ids: Sequence[str], *, worker_id: str) -> None:
+        """Give back claimed deliveries not attempted, due again now (by their lease holder)."""
+        ...
+
+    async def record_delivery_results(
+        self,
+        results: Sequence[DeliveryResult],
+        *,
+        worker_id: str,
+        at: datetime,
+        disable_threshold: int,
+        disable_notice: DisableNotice,
+    ) -> int:
+        """Write a batch of attempt outcomes in one transaction; return how many were applied.
+
+        A result applies only while ``worker_id`` holds the delivery's lease. For each applied
+        result the delivery's status, attempts, last response and next attempt are set and its
+        attempt is logged. Per endpoint, in the order of the attempts: a success resets
+        ``failure_count`` (and ``first_failure_at``), a failed attempt adds one; the last
+        attempt sets ``last_status_code`` and ``last_attempt_at``. An active endpoint is then
+        disabled, at ``at``, as ``gone`` if an applied result was a 410, or as ``auto`` when its
+        ``failure_count`` reached ``disable_threshold``; its pending deliveries become ``held``
+        and the job ``disable_notice`` makes is stored, all in the same transaction.
+        """
+        ...
+
+    async def requeue_delivery(
+        self, workspace_id: str, delivery_id: str, *, at: datetime
+    ) -> Delivery | None:
+        """Make a delivery (of any status but ``dropped``) ``pending`` and due at ``at``.
+
+        Returns the updated delivery, or None when the workspace has no such delivery. A
+        ``dropped`` delivery (its endpoint is gone) is returned unchanged.
+        """
+        ...
+
+    async def recover_deliveries(self, endpoint_id: str, *, since: datetime, at: datetime) -> int:
+        """Re-queue the endpoint's ``failed`` and ``held`` deliveries created since ``since``.
+
+        They become ``pending`` and due at ``at``; returns how many.
+        """
+        ...
+
+    async def delivery_queue_stats(self) -> DeliveryQueueStats:
+        """Count pending deliveries and tell when the oldest of them was created."""
         ...
 
     # -- jobs ----------------------------------------------------------------------------------

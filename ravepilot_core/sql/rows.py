@@ -16,6 +16,7 @@ from ravepilot_core.models import (
     Consent,
     Customer,
     Delivery,
+    DeliveryAttempt,
     EventRecord,
     IdempotencyRecord,
     InvitationEmail,
@@ -68,7 +69,11 @@ def _text(value: bytes) -> str:
 def workspace_from_row(row: Mapping[str, Any]) -> Workspace:
     """Build a Workspace from its row."""
     return Workspace(
-        id=row["id"], slug=row["slug"], name=row["name"], created_at=utc_from_ms(row["created_at"])
+        id=row["id"],
+        slug=row["slug"],
+        name=row["name"],
+        created_at=utc_from_ms(row["created_at"]),
+        notify_email=row["notify_email"],
     )
 
 
@@ -240,6 +245,33 @@ def delivery_from_row(row: Mapping[str, Any]) -> Delivery:
         last_attempt_at=_dt(row["last_attempt_at"]),
         next_attempt_at=_dt(row["next_attempt_at"]),
         created_at=utc_from_ms(row["created_at"]),
+    )
+
+
+def attempt_row(delivery_id: str, attempt: DeliveryAttempt) -> dict[str, Any]:
+    """Return the column values of one delivery attempt."""
+    return {
+        "delivery_id": delivery_id,
+        "number": attempt.number,
+        "at": ms(attempt.at),
+        "target_ip": attempt.target_ip,
+        "status_code": attempt.status_code,
+        "latency_ms": attempt.latency_ms,
+        "error": attempt.error,
+        "response_body": attempt.response_body,
+    }
+
+
+def attempt_from_row(row: Mapping[str, Any]) -> DeliveryAttempt:
+    """Build a DeliveryAttempt from its row."""
+    return DeliveryAttempt(
+        number=row["number"],
+        at=utc_from_ms(row["at"]),
+        target_ip=row["target_ip"],
+        status_code=row["status_code"],
+        latency_ms=row["latency_ms"],
+        error=row["error"],
+        response_body=row["response_body"],
     )
 
 

@@ -33,6 +33,7 @@ from ravepilot_core.models import (
 )
 from ravepilot_core.protocols import JobOutcome
 from ravepilot_core.sql import rows
+from ravepilot_core.sql.deliveries import DeliveryQueries
 from ravepilot_core.sql.migrations import apply_migrations
 
 __all__ = ["SQLStorage"]
@@ -58,7 +59,7 @@ def _insert(table: str, records: Sequence[Row], suffix: str = "") -> tuple[str, 
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}{suffix}", args
 
 
-class SQLStorage:
+class SQLStorage(DeliveryQueries):
     """A :class:`~ravepilot_core.protocols.Storage` over a Piccolo engine."""
 
     def __init__(self, engine: Engine[Any]) -> None:
@@ -156,6 +157,7 @@ class SQLStorage:
                             "slug": workspace.slug,
                             "name": workspace.name,
                             "created_at": ms(workspace.created_at),
+                            "notify_email": workspace.notify_email,
                         }
                     ],
                 )
@@ -176,6 +178,15 @@ class SQLStorage:
         """Select a workspace by slug."""
         row = await self._one("SELECT * FROM rp_workspaces WHERE slug = {}", slug)
         return rows.workspace_from_row(row) if row else None
+
+    async def update_workspace(self, workspace: Workspace) -> None:
+        """Set a workspace's name and notify email."""
+        await self._all(
+            "UPDATE rp_workspaces SET name = {}, notify_email = {} WHERE id = {}",
+            workspace.name,
+            workspace.notify_email,
+            workspace.id,
+        )
 
     async def create_api_key(self, key: ApiKey) -> None:
         """Insert an API key."""
@@ -394,13 +405,16 @@ class SQLStorage:
         for fixed in ("id", "workspace_id", "created_at"):
             del values[fixed]
         assignments = ", ".join(f"{column} = {{}}" for column in values)
-        await self._all(
-            f"UPDATE rp_webhook_endpoints SET {assignments} "
-            "WHERE id = {} AND workspace_id = {}",
-            *values.values(),
-            record.endpoint.id,
-            record.workspace_id,
-        )
+        async with self.engine.transaction():
+            updated = await self._all(
+                f"UPDATE rp_webhook_endpoints SET {assignments} "
+                "WHERE id = {} AND workspace_id = {} RETURNING id",
+                *values.values(),
+                record.endpoint.id,
+                record.workspace_id,
+            )
+            if updated and not record.endpoint.active:
+                await self._hold_pending(record.endpoint.id)
 
     async def delete_webhook_endpoint(self, workspace_id: str, endpoint_id: str) -> bool:
         """Delete the endpoint and drop what it still had to receive."""

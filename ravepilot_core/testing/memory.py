@@ -1,15 +1,17 @@
 """In-memory backends: a :class:`Storage` and a :class:`Mailer` for tests and demos.
 
 :class:`MemoryStorage` keeps exactly the semantics of the SQL storage (it passes the same contract
-suite): the outbox, the idempotent submission insert, job leases, idempotency keys and tenant
-isolation. Values are normalised the way a database round trip would (times in UTC truncated to
-milliseconds, JSON-stored fields re-decoded), and every operation runs under one lock without
-awaiting in between, so concurrent coroutines see each operation as one atomic step.
+suite): the outbox, the idempotent submission insert, job and delivery leases, endpoint health,
+idempotency keys and tenant isolation. Values are normalised the way a database round trip would
+(times in UTC truncated to milliseconds, JSON-stored fields re-decoded), and every operation runs
+under one lock without awaiting in between, so concurrent coroutines see each operation as one
+atomic step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -28,6 +30,11 @@ from ravepilot_core.models import (
     Consent,
     Customer,
     Delivery,
+    DeliveryAttempt,
+    DeliveryQueueStats,
+    DeliveryResult,
+    DeliveryStatus,
+    DeliveryTask,
     Email,
     EventRecord,
     IdempotencyRecord,
@@ -39,7 +46,7 @@ from ravepilot_core.models import (
     WebhookEndpointRecord,
     Workspace,
 )
-from ravepilot_core.protocols import JobOutcome
+from ravepilot_core.protocols import DisableNotice, JobOutcome
 
 __all__ = ["MemoryMailer", "MemoryStorage", "open_memory_mailer", "open_memory_storage"]
 
@@ -94,6 +101,64 @@ class _JobRow:
         return msgspec.structs.replace(self.job, payload=_payload_decoder.decode(self.payload))
 
 
+@dataclass
+class _DeliveryRow:
+    workspace_id: str
+    delivery: Delivery
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+
+    def settle(
+        self, status: DeliveryStatus, next_attempt_at: datetime | None, **changes: Any
+    ) -> None:
+        """Set the status, next attempt and ``changes`` (other Delivery fields); end any lease."""
+        self.delivery = msgspec.structs.replace(
+            self.delivery, status=status, next_attempt_at=next_attempt_at, **changes
+        )
+        self.lease_owner = self.lease_until = None
+
+
+def _attempt_order(result: DeliveryResult) -> tuple[datetime, int]:
+    assert result.attempt is not None
+    return result.attempt.at, result.attempt.number
+
+
+def _with_health(
+    record: WebhookEndpointRecord, attempted: list[DeliveryResult], at: datetime, threshold: int
+) -> WebhookEndpointRecord:
+    """Return ``record`` after ``attempted`` (its results with an attempt, in attempt order).
+
+    A success restarts the failure streak, a failed attempt adds one; the last attempt gives the
+    last response. An active endpoint is then disabled: ``gone`` after a 410, else ``auto`` once
+    the streak reaches ``threshold``.
+    """
+    count, first = record.endpoint.failure_count, record.endpoint.first_failure_at
+    for result in attempted:
+        assert result.attempt is not None
+        if result.outcome == "succeeded":
+            count, first = 0, None
+        else:
+            count, first = count + 1, first or _ms(result.attempt.at)
+    last = attempted[-1].attempt
+    assert last is not None
+    endpoint = msgspec.structs.replace(
+        record.endpoint,
+        failure_count=count,
+        first_failure_at=first,
+        last_status_code=last.status_code,
+        last_attempt_at=_ms(last.at),
+    )
+    gone = any(result.gone for result in attempted)
+    if endpoint.active and (gone or count >= threshold):
+        endpoint = msgspec.structs.replace(
+            endpoint,
+            active=False,
+            disabled_reason="gone" if gone else "auto",
+            auto_disabled_at=_ms(at),
+        )
+    return msgspec.structs.replace(record, endpoint=endpoint)
+
+
 class MemoryStorage:
     """A :class:`~ravepilot_core.protocols.Storage` that keeps everything in this process.
 
@@ -115,7 +180,8 @@ class MemoryStorage:
         self._submissions: dict[str, SubmissionRecord] = {}
         self._events: dict[str, EventRecord] = {}
         self._endpoints: dict[str, WebhookEndpointRecord] = {}
-        self._deliveries: dict[str, tuple[str, Delivery]] = {}  # id -> (workspace id, delivery)
+        self._deliveries: dict[str, _DeliveryRow] = {}
+        self._attempts: dict[str, dict[int, DeliveryAttempt]] = {}  # delivery id -> number -> log
         self._jobs: dict[str, _JobRow] = {}
         self._idempotency: dict[tuple[str, str], IdempotencyRecord] = {}
 
@@ -149,17 +215,21 @@ class MemoryStorage:
         for event in events:
             _utf8(event.payload)
 
+    def _write_event(self, event: EventRecord) -> EventRecord:
+        stored = EventRecord(
+            id=event.id,
+            workspace_id=event.workspace_id,
+            type=event.type,
+            created_at=_ms(event.created_at),
+            payload=_utf8(event.payload),
+        )
+        self._events[stored.id] = stored
+        return stored
+
     def _write_events(self, events: Sequence[EventRecord]) -> None:
         """Store events and one delivery per subscribed endpoint (call after the checks)."""
         for event in events:
-            stored = EventRecord(
-                id=event.id,
-                workspace_id=event.workspace_id,
-                type=event.type,
-                created_at=_ms(event.created_at),
-                payload=_utf8(event.payload),
-            )
-            self._events[stored.id] = stored
+            stored = self._write_event(event)
             for record in list(self._endpoints.values()):
                 status = record.new_delivery_status(stored.workspace_id, stored.type)
                 if status is None:
@@ -174,7 +244,7 @@ class MemoryStorage:
                     next_attempt_at=stored.created_at if status == "pending" else None,
                     created_at=stored.created_at,
                 )
-                self._deliveries[delivery.id] = (stored.workspace_id, delivery)
+                self._deliveries[delivery.id] = _DeliveryRow(stored.workspace_id, delivery)
 
     def _write_jobs(self, jobs: Sequence[Job]) -> None:
         for job in jobs:
@@ -208,6 +278,7 @@ class MemoryStorage:
                 slug=workspace.slug,
                 name=workspace.name,
                 created_at=_ms(workspace.created_at),
+                notify_email=workspace.notify_email,
             )
             self._insert_collector(workspace.id, primary_collector)
 
@@ -220,6 +291,15 @@ class MemoryStorage:
         """Return the workspace with this slug."""
         async with self._locked():
             return next((w for w in self._workspaces.values() if w.slug == slug), None)
+
+    async def update_workspace(self, workspace: Workspace) -> None:
+        """Replace a workspace's name and notify email (nothing happens for an unknown one)."""
+        async with self._locked():
+            stored = self._workspaces.get(workspace.id)
+            if stored is not None:
+                self._workspaces[stored.id] = msgspec.structs.replace(
+                    stored, name=workspace.name, notify_email=workspace.notify_email
+                )
 
     async def create_api_key(self, key: ApiKey) -> None:
         """Store an API key; a reused id or hash is a Conflict."""
@@ -484,7 +564,10 @@ class MemoryStorage:
             return _newest_first(found, key=lambda r: r.endpoint.id)
 
     async def update_webhook_endpoint(self, record: WebhookEndpointRecord) -> None:
-        """Replace the endpoint's settings and bookkeeping (its creation time is kept)."""
+        """Replace the endpoint's settings and bookkeeping (its creation time is kept).
+
+        When the new record is inactive, the endpoint's pending deliveries become held.
+        """
         async with self._locked():
             stored = self._endpoints.get(record.endpoint.id)
             if stored is None or stored.workspace_id != record.workspace_id:
@@ -495,6 +578,8 @@ class MemoryStorage:
             self._endpoints[endpoint.id] = self._normalised_endpoint(
                 msgspec.structs.replace(record, endpoint=endpoint)
             )
+            if not endpoint.active:
+                self._hold_pending(endpoint.id)
 
     async def delete_webhook_endpoint(self, workspace_id: str, endpoint_id: str) -> bool:
         """Delete the endpoint; its pending and held deliveries become ``dropped``."""
@@ -503,19 +588,247 @@ class MemoryStorage:
             if record is None or record.workspace_id != workspace_id:
                 return False
             del self._endpoints[endpoint_id]
-            for delivery_id, (owner, delivery) in list(self._deliveries.items()):
-                if delivery.endpoint_id == endpoint_id and delivery.status in ("pending", "held"):
-                    dropped = msgspec.structs.replace(
-                        delivery, status="dropped", next_attempt_at=None
-                    )
-                    self._deliveries[delivery_id] = (owner, dropped)
+            for row in self._rows_of(endpoint_id):
+                if row.delivery.status in ("pending", "held"):
+                    row.settle("dropped", None)
             return True
+
+    def _rows_of(self, endpoint_id: str) -> Iterator[_DeliveryRow]:
+        return (row for row in self._deliveries.values() if row.delivery.endpoint_id == endpoint_id)
+
+    def _hold_pending(self, endpoint_id: str) -> None:
+        for row in self._rows_of(endpoint_id):
+            if row.delivery.status == "pending":
+                row.settle("held", None)
 
     async def list_deliveries(self, endpoint_id: str, *, limit: int = 50) -> list[Delivery]:
         """Return the endpoint's newest deliveries."""
         async with self._locked():
-            found = (d for _, d in self._deliveries.values() if d.endpoint_id == endpoint_id)
+            found = (row.delivery for row in self._rows_of(endpoint_id))
             return _first(_newest_first(found, key=lambda d: d.id), limit)
+
+    async def get_delivery(self, workspace_id: str, delivery_id: str) -> Delivery | None:
+        """Return the delivery if it belongs to the workspace."""
+        async with self._locked():
+            row = self._deliveries.get(delivery_id)
+            return row.delivery if row is not None and row.workspace_id == workspace_id else None
+
+    async def list_delivery_attempts(self, delivery_id: str) -> list[DeliveryAttempt]:
+        """Return the delivery's attempt log, first attempt first."""
+        async with self._locked():
+            log = self._attempts.get(delivery_id, {})
+            return [log[number] for number in sorted(log)]
+
+    async def delivery_queue_stats(self) -> DeliveryQueueStats:
+        """Count pending deliveries and find when the oldest of them was created."""
+        async with self._locked():
+            created = [
+                r.delivery.created_at
+                for r in self._deliveries.values()
+                if r.delivery.status == "pending"
+            ]
+            return DeliveryQueueStats(
+                pending=len(created), oldest_pending_at=min(created, default=None)
+            )
+
+    async def create_direct_delivery(
+        self,
+        event: EventRecord,
+        endpoint_id: str,
+        *,
+        leased_to: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> Delivery:
+        """Store the event and a single pending delivery to the endpoint (whatever its state).
+
+        With ``leased_to`` the delivery starts leased to it, due at ``lease_until``.
+        """
+        leased = leased_to is not None and lease_until is not None
+        delivery = Delivery(
+            id=new_id("dlv", event.created_at),
+            event_id=event.id,
+            event_type=event.type,
+            endpoint_id=endpoint_id,
+            status="pending",
+            next_attempt_at=lease_until if leased else event.created_at,
+            created_at=event.created_at,
+        )
+        async with self._locked():
+            self._check_new_events_and_jobs([event], ())
+            stored = self._write_event(event)
+            row = _DeliveryRow(
+                stored.workspace_id,
+                msgspec.structs.replace(
+                    delivery,
+                    next_attempt_at=_ms_or_none(delivery.next_attempt_at),
+                    created_at=stored.created_at,
+                ),
+                lease_owner=leased_to,
+                lease_until=_ms_or_none(lease_until) if leased_to is not None else None,
+            )
+            self._deliveries[delivery.id] = row
+            return delivery  # as the SQL storage does: with the caller's times
+
+    # -- the delivery worker's side ------------------------------------------------------------
+    async def claim_deliveries(
+        self,
+        *,
+        now: datetime,
+        worker_id: str,
+        lease_until: datetime,
+        limit: int,
+        per_endpoint: int | None = None,
+        endpoint_room: Mapping[str, int] | None = None,
+    ) -> list[DeliveryTask]:
+        """Lease up to ``limit`` due deliveries, oldest ``next_attempt_at`` first.
+
+        An endpoint named in ``endpoint_room`` gets at most that many, any other at most
+        ``per_endpoint``.
+        """
+        now, lease_until = _ms(now), _ms(lease_until)
+        room = dict(endpoint_room or {})
+        # Like the SQL storage, look at no more than twice the limit when capping per endpoint.
+        scan = limit if per_endpoint is None and not room else limit * 2
+
+        def due_at(row: _DeliveryRow) -> datetime | None:
+            d = row.delivery
+            if d.status != "pending" or room.get(d.endpoint_id, 1) <= 0:
+                return None
+            return d.next_attempt_at if d.next_attempt_at and d.next_attempt_at <= now else None
+
+        async with self._locked():
+            due = sorted(
+                (moment, row.delivery.id, row)
+                for row in self._deliveries.values()
+                if (moment := due_at(row)) is not None
+            )
+            taken: Counter[str] = Counter()
+            picked: list[_DeliveryRow] = []
+            for _, _, row in _first(due, scan):
+                if len(picked) == limit:
+                    break
+                cap = room.get(row.delivery.endpoint_id, per_endpoint)
+                if cap is None or taken[row.delivery.endpoint_id] < cap:
+                    taken[row.delivery.endpoint_id] += 1
+                    picked.append(row)
+            tasks = []
+            for row in picked:
+                # Due again by itself when the lease ends, should the worker die.
+                row.delivery = msgspec.structs.replace(row.delivery, next_attempt_at=lease_until)
+                row.lease_owner, row.lease_until = worker_id, lease_until
+                endpoint = self._endpoints.get(row.delivery.endpoint_id)
+                event = self._events.get(row.delivery.event_id)
+                if endpoint is None or event is None:
+                    continue  # leased but not returned, as the SQL storage's join leaves it out
+                tasks.append(
+                    DeliveryTask(
+                        delivery_id=row.delivery.id,
+                        workspace_id=row.workspace_id,
+                        event_id=event.id,
+                        event_type=row.delivery.event_type,
+                        attempt=row.delivery.attempts + 1,
+                        payload=event.payload,
+                        endpoint=endpoint,
+                    )
+                )
+            # All are now due at lease_until, so the SQL storage's order is by id.
+            return sorted(tasks, key=lambda task: task.delivery_id)
+
+    async def release_deliveries(self, delivery_ids: Sequence[str], *, worker_id: str) -> None:
+        """Hand leased deliveries back (by their lease holder), due at once."""
+        async with self._locked():
+            for delivery_id in delivery_ids:
+                row = self._deliveries.get(delivery_id)
+                if row and row.lease_owner == worker_id and row.delivery.status == "pending":
+                    row.settle("pending", row.delivery.created_at)
+
+    async def record_delivery_results(
+        self,
+        results: Sequence[DeliveryResult],
+        *,
+        worker_id: str,
+        at: datetime,
+        disable_threshold: int,
+        disable_notice: DisableNotice,
+    ) -> int:
+        """Apply a batch of outcomes, log the attempts and update endpoint health, atomically."""
+        async with self._locked():
+            # Everything is worked out first, so a failing disable_notice writes nothing.
+            applied: dict[str, DeliveryResult] = {}
+            for result in results:
+                row = self._deliveries.get(result.delivery_id)
+                if row and row.lease_owner == worker_id and row.delivery.status == "pending":
+                    applied.setdefault(result.delivery_id, result)  # the first ends the lease
+            by_endpoint: dict[str, list[DeliveryResult]] = {}
+            for result in sorted((r for r in applied.values() if r.attempt), key=_attempt_order):
+                by_endpoint.setdefault(result.endpoint_id, []).append(result)
+            endpoints = {
+                endpoint_id: _with_health(
+                    self._endpoints[endpoint_id], attempted, at, disable_threshold
+                )
+                for endpoint_id, attempted in by_endpoint.items()
+                if endpoint_id in self._endpoints
+            }
+            disabled = [
+                record
+                for record in endpoints.values()
+                if self._endpoints[record.endpoint.id].endpoint.active
+                and not record.endpoint.active
+            ]
+            notices = [disable_notice(record, at) for record in disabled]
+            self._check_new_events_and_jobs((), notices)
+            for result in applied.values():
+                self._apply_result(self._deliveries[result.delivery_id], result)
+            self._endpoints.update(endpoints)
+            for record in disabled:
+                self._hold_pending(record.endpoint.id)
+            self._write_jobs(notices)
+            return len(applied)
+
+    def _apply_result(self, row: _DeliveryRow, result: DeliveryResult) -> None:
+        status: DeliveryStatus = "pending" if result.outcome == "retry" else result.outcome
+        next_at = _ms_or_none(result.next_attempt_at) if status == "pending" else None
+        attempt = result.attempt
+        if attempt is None:
+            row.settle(status, next_at)
+            return
+        row.settle(
+            status,
+            next_at,
+            attempts=attempt.number,
+            response_status=attempt.status_code,
+            latency_ms=attempt.latency_ms,
+            error=attempt.error,
+            last_attempt_at=_ms(attempt.at),
+        )
+        log = self._attempts.setdefault(row.delivery.id, {})
+        log.setdefault(attempt.number, msgspec.structs.replace(attempt, at=_ms(attempt.at)))
+
+    # -- the operator's side -------------------------------------------------------------------
+    async def requeue_delivery(
+        self, workspace_id: str, delivery_id: str, *, at: datetime
+    ) -> Delivery | None:
+        """Make one delivery pending and due at ``at`` (a dropped one is returned unchanged)."""
+        async with self._locked():
+            row = self._deliveries.get(delivery_id)
+            if row is None or row.workspace_id != workspace_id:
+                return None
+            if row.delivery.status != "dropped":
+                row.settle("pending", _ms(at))
+            return row.delivery
+
+    async def recover_deliveries(self, endpoint_id: str, *, since: datetime, at: datetime) -> int:
+        """Re-queue the endpoint's failed and held deliveries created since ``since``."""
+        since, at = _ms(since), _ms(at)
+        async with self._locked():
+            found = [
+                row
+                for row in self._rows_of(endpoint_id)
+                if row.delivery.status in ("failed", "held") and row.delivery.created_at >= since
+            ]
+            for row in found:
+                row.settle("pending", at)
+            return len(found)
 
     # -- jobs ----------------------------------------------------------------------------------
     async def claim_jobs(

@@ -19,7 +19,7 @@ from piccolo.querystring import QueryString
 
 __all__ = ["MIGRATIONS", "apply_migrations"]
 
-MIGRATIONS: tuple[str, ...] = ("m0001_initial",)
+MIGRATIONS: tuple[str, ...] = ("m0001_initial", "m0002_delivery_engine")
 
 
 def _load(name: str) -> ModuleType:

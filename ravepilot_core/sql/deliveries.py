@@ -1,0 +1,420 @@
+"""The delivery queue in SQL: claims under a lease, batched results, endpoint health, replays.
+
+A mixin of :class:`~ravepilot_core.sql.storage.SQLStorage`, kept apart because it is the one
+hot path of the worker: a claim is one index range scan on ``(status, next_attempt_at)`` plus
+one conditional update, and a batch of results is written in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from ravepilot_core.clock import utc_from_ms
+from ravepilot_core.ids import new_id
+from ravepilot_core.models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryQueueStats,
+    DeliveryResult,
+    DeliveryTask,
+    EventRecord,
+    Job,
+)
+from ravepilot_core.protocols import DisableNotice
+from ravepilot_core.sql import rows
+
+__all__ = ["DeliveryQueries"]
+
+ms = rows.ms
+Row = Mapping[str, Any]
+
+# SQLite allows 32,766 bound parameters per statement and Postgres 32,767; attempt rows have 8.
+_ROWS_PER_INSERT = 500
+_CLAIM_COLUMNS = (
+    "d.id AS delivery_id, d.workspace_id, d.event_id, d.event_type, d.attempts, "
+    "e.payload, w.id, w.url, w.events, w.description, w.active, w.disabled_reason, "
+    "w.failure_count, w.first_failure_at, w.last_status_code, w.last_attempt_at, "
+    "w.auto_disabled_at, w.secret_ciphertext, w.previous_secret_ciphertext, "
+    "w.previous_secret_expires_at, w.created_at"
+)
+
+
+def _placeholders(count: int) -> str:
+    return ", ".join(["{}"] * count)
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def _pick(
+    candidates: Sequence[Row], limit: int, per_endpoint: int | None, room: Mapping[str, int]
+) -> list[str]:
+    """Take candidate ids in order, up to ``limit`` and each endpoint's room."""
+    taken: dict[str, int] = {}
+    ids: list[str] = []
+    for row in candidates:
+        endpoint = row["endpoint_id"]
+        cap = room.get(endpoint, per_endpoint)
+        if cap is not None and taken.get(endpoint, 0) >= cap:
+            continue
+        taken[endpoint] = taken.get(endpoint, 0) + 1
+        ids.append(row["id"])
+        if len(ids) == limit:
+            break
+    return ids
+
+
+def _task_from_row(row: Row) -> DeliveryTask:
+    payload = row["payload"]
+    return DeliveryTask(
+        delivery_id=row["delivery_id"],
+        workspace_id=row["workspace_id"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        attempt=row["attempts"] + 1,
+        payload=payload.encode() if isinstance(payload, str) else bytes(payload),
+        endpoint=rows.endpoint_from_row(row),  # w.* columns; workspace_id is the same
+    )
+
+
+class _EndpointTally:
+    """What a batch of attempts does to one endpoint's health, in attempt order."""
+
+    def __init__(self) -> None:
+        self.reset = False  # a success was seen: the streak restarts from it
+        self.failures = 0  # failed attempts since the last success (or in all, if none)
+        self.first_failure_at: datetime | None = None
+        self.last: DeliveryAttempt | None = None
+        self.gone = False
+
+    def add(self, result: DeliveryResult) -> None:
+        attempt = result.attempt
+        if attempt is None:
+            return
+        if result.outcome == "succeeded":
+            self.reset, self.failures, self.first_failure_at = True, 0, None
+        else:
+            self.failures += 1
+            self.first_failure_at = self.first_failure_at or attempt.at
+        self.gone = self.gone or result.gone
+        if self.last is None or attempt.at >= self.last.at:
+            self.last = attempt
+
+
+class DeliveryQueries:
+    """The delivery-engine half of the Storage protocol, for SQLStorage."""
+
+    engine: Any
+
+    async def _all(self, sql: str, *args: Any) -> list[Row]:  # provided by SQLStorage
+        raise NotImplementedError
+
+    async def _one(self, sql: str, *args: Any) -> Row | None:
+        raise NotImplementedError
+
+    async def _insert(self, table: str, records: Sequence[Row], suffix: str = "") -> list[Row]:
+        raise NotImplementedError
+
+    async def _write_jobs(self, jobs: Sequence[Job]) -> None:
+        raise NotImplementedError
+
+    # -- reading -------------------------------------------------------------------------------
+    async def get_delivery(self, workspace_id: str, delivery_id: str) -> Delivery | None:
+        """Select one delivery of the workspace."""
+        row = await self._one(
+            "SELECT * FROM rp_deliveries WHERE id = {} AND workspace_id = {}",
+            delivery_id,
+            workspace_id,
+        )
+        return rows.delivery_from_row(row) if row else None
+
+    async def list_delivery_attempts(self, delivery_id: str) -> list[DeliveryAttempt]:
+        """Select a delivery's attempt log, oldest first."""
+        found = await self._all(
+            "SELECT * FROM rp_delivery_attempts WHERE delivery_id = {} ORDER BY number",
+            delivery_id,
+        )
+        return [rows.attempt_from_row(row) for row in found]
+
+    async def delivery_queue_stats(self) -> DeliveryQueueStats:
+        """Count pending deliveries (an index-only scan) and find the oldest one."""
+        row = await self._one(
+            "SELECT COUNT(*) AS pending, MIN(created_at) AS oldest "
+            "FROM rp_deliveries WHERE status = 'pending'"
+        )
+        assert row is not None
+        oldest = row["oldest"]
+        return DeliveryQueueStats(
+            pending=row["pending"], oldest_pending_at=utc_from_ms(oldest) if oldest else None
+        )
+
+    # -- creating ------------------------------------------------------------------------------
+    async def create_direct_delivery(
+        self,
+        event: EventRecord,
+        endpoint_id: str,
+        *,
+        leased_to: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> Delivery:
+        """Insert the event and a single pending delivery to the endpoint."""
+        due = lease_until if leased_to is not None and lease_until is not None else event.created_at
+        delivery = Delivery(
+            id=new_id("dlv", event.created_at),
+            event_id=event.id,
+            event_type=event.type,
+            endpoint_id=endpoint_id,
+            status="pending",
+            next_attempt_at=due,
+            created_at=event.created_at,
+        )
+        async with self.engine.transaction():
+            await self._insert("rp_events", [rows.event_row(event)])
+            await self._insert(
+                "rp_deliveries",
+                [
+                    {
+                        "id": delivery.id,
+                        "workspace_id": event.workspace_id,
+                        "event_id": event.id,
+                        "endpoint_id": endpoint_id,
+                        "event_type": event.type,
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": ms(due),
+                        "lease_owner": leased_to,
+                        "lease_until": ms(lease_until) if leased_to is not None else None,
+                        "created_at": ms(event.created_at),
+                    }
+                ],
+            )
+        return delivery
+
+    # -- the worker's side ---------------------------------------------------------------------
+    async def claim_deliveries(
+        self,
+        *,
+        now: datetime,
+        worker_id: str,
+        lease_until: datetime,
+        limit: int,
+        per_endpoint: int | None = None,
+        endpoint_room: Mapping[str, int] | None = None,
+    ) -> list[DeliveryTask]:
+        """Lease due deliveries: pick ids by index, then take them with a conditional update."""
+        now_ms, lease_ms = ms(now), ms(lease_until)
+        room = dict(endpoint_room or {})
+        full = sorted(endpoint for endpoint, left in room.items() if left <= 0)
+        skip = f" AND endpoint_id NOT IN ({_placeholders(len(full))})" if full else ""
+        # Read past the limit a little: rows of endpoints without room are passed over.
+        scan = limit if per_endpoint is None and not room else limit * 2
+        async with self.engine.transaction():
+            candidates = await self._all(
+                "SELECT id, endpoint_id FROM rp_deliveries "
+                f"WHERE status = 'pending' AND next_attempt_at <= {{}}{skip} "
+                "ORDER BY next_attempt_at LIMIT {}",
+                now_ms,
+                *full,
+                scan,
+            )
+            ids = _pick(candidates, limit, per_endpoint, room)
+            if not ids:
+                return []
+            # The WHERE repeats the due test: another worker may have taken a row meanwhile
+            # (on Postgres; SQLite's write lock already serialises this transaction).
+            claimed = await self._all(
+                "UPDATE rp_deliveries SET lease_owner = {}, lease_until = {}, next_attempt_at = {} "
+                f"WHERE id IN ({_placeholders(len(ids))}) "
+                "AND status = 'pending' AND next_attempt_at <= {} RETURNING id",
+                worker_id,
+                lease_ms,
+                lease_ms,
+                *ids,
+                now_ms,
+            )
+            if not claimed:
+                return []
+            taken = [row["id"] for row in claimed]
+            found = await self._all(
+                f"SELECT {_CLAIM_COLUMNS} FROM rp_deliveries d "
+                "JOIN rp_events e ON e.id = d.event_id "
+                "JOIN rp_webhook_endpoints w ON w.id = d.endpoint_id "
+                f"WHERE d.id IN ({_placeholders(len(taken))}) ORDER BY d.next_attempt_at, d.id",
+                *taken,
+            )
+        return [_task_from_row(row) for row in found]
+
+    async def release_deliveries(self, delivery_ids: Sequence[str], *, worker_id: str) -> None:
+        """Hand leased deliveries back, due at once."""
+        for chunk in _chunks(list(delivery_ids), _ROWS_PER_INSERT):
+            await self._all(
+                # Any time in the past makes it due; its creation time also puts it up front.
+                "UPDATE rp_deliveries SET next_attempt_at = created_at, "
+                "lease_owner = NULL, lease_until = NULL "
+                f"WHERE id IN ({_placeholders(len(chunk))}) AND lease_owner = {{}} "
+                "AND status = 'pending'",
+                *chunk,
+                worker_id,
+            )
+
+    async def record_delivery_results(
+        self,
+        results: Sequence[DeliveryResult],
+        *,
+        worker_id: str,
+        at: datetime,
+        disable_threshold: int,
+        disable_notice: DisableNotice,
+    ) -> int:
+        """Apply a batch of outcomes, log the attempts and update endpoint health, atomically."""
+        if not results:
+            return 0
+        async with self.engine.transaction():
+            applied: list[DeliveryResult] = []
+            for result in results:
+                if await self._apply_result(result, worker_id):
+                    applied.append(result)
+            attempts = [
+                rows.attempt_row(result.delivery_id, result.attempt)
+                for result in applied
+                if result.attempt is not None
+            ]
+            for chunk in _chunks(attempts, _ROWS_PER_INSERT):
+                await self._insert("rp_delivery_attempts", chunk, " ON CONFLICT DO NOTHING")
+            tallies: dict[str, _EndpointTally] = {}
+            attempted = [result for result in applied if result.attempt is not None]
+            for result in sorted(attempted, key=_attempt_order):
+                tallies.setdefault(result.endpoint_id, _EndpointTally()).add(result)
+            for endpoint_id, tally in tallies.items():
+                await self._apply_tally(endpoint_id, tally, at, disable_threshold, disable_notice)
+        return len(applied)
+
+    async def _apply_result(self, result: DeliveryResult, worker_id: str) -> bool:
+        attempt = result.attempt
+        if result.outcome == "held":
+            status, next_at = "held", None
+        elif result.outcome == "retry":
+            status, next_at = "pending", ms(result.next_attempt_at)
+        else:
+            status, next_at = result.outcome, None
+        if attempt is None:
+            updated = await self._all(
+                "UPDATE rp_deliveries SET status = {}, next_attempt_at = {}, "
+                "lease_owner = NULL, lease_until = NULL "
+                "WHERE id = {} AND lease_owner = {} AND status = 'pending' RETURNING id",
+                status,
+                next_at,
+                result.delivery_id,
+                worker_id,
+            )
+        else:
+            updated = await self._all(
+                "UPDATE rp_deliveries SET status = {}, next_attempt_at = {}, attempts = {}, "
+                "response_status = {}, latency_ms = {}, error = {}, last_attempt_at = {}, "
+                "lease_owner = NULL, lease_until = NULL "
+                "WHERE id = {} AND lease_owner = {} AND status = 'pending' RETURNING id",
+                status,
+                next_at,
+                attempt.number,
+                attempt.status_code,
+                attempt.latency_ms,
+                attempt.error,
+                ms(attempt.at),
+                result.delivery_id,
+                worker_id,
+            )
+        return bool(updated)
+
+    async def _apply_tally(
+        self,
+        endpoint_id: str,
+        tally: _EndpointTally,
+        at: datetime,
+        disable_threshold: int,
+        disable_notice: DisableNotice,
+    ) -> None:
+        last = tally.last
+        if last is None:
+            return
+        if tally.reset:
+            health = "failure_count = {}, first_failure_at = {}"
+        else:
+            health = (
+                "failure_count = failure_count + {}, "
+                "first_failure_at = COALESCE(first_failure_at, {})"
+            )
+        await self._all(
+            f"UPDATE rp_webhook_endpoints SET {health}, "
+            "last_status_code = {}, last_attempt_at = {} WHERE id = {}",
+            tally.failures,
+            ms(tally.first_failure_at),
+            last.status_code,
+            ms(last.at),
+            endpoint_id,
+        )
+        reason = "gone" if tally.gone else "auto"
+        disabled = await self._all(
+            "UPDATE rp_webhook_endpoints "
+            "SET active = {}, disabled_reason = {}, auto_disabled_at = {} "
+            "WHERE id = {} AND active = {} AND ({} OR failure_count >= {}) RETURNING *",
+            False,
+            reason,
+            ms(at),
+            endpoint_id,
+            True,
+            tally.gone,
+            disable_threshold,
+        )
+        if disabled:
+            await self._hold_pending(endpoint_id)
+            await self._write_jobs([disable_notice(rows.endpoint_from_row(disabled[0]), at)])
+
+    async def _hold_pending(self, endpoint_id: str) -> None:
+        await self._all(
+            "UPDATE rp_deliveries SET status = 'held', next_attempt_at = NULL, "
+            "lease_owner = NULL, lease_until = NULL "
+            "WHERE endpoint_id = {} AND status = 'pending'",
+            endpoint_id,
+        )
+
+    # -- the operator's side -------------------------------------------------------------------
+    async def requeue_delivery(
+        self, workspace_id: str, delivery_id: str, *, at: datetime
+    ) -> Delivery | None:
+        """Make one delivery pending again (not a dropped one)."""
+        async with self.engine.transaction():
+            await self._all(
+                "UPDATE rp_deliveries SET status = 'pending', next_attempt_at = {}, "
+                "lease_owner = NULL, lease_until = NULL "
+                "WHERE id = {} AND workspace_id = {} AND status <> 'dropped'",
+                ms(at),
+                delivery_id,
+                workspace_id,
+            )
+            row = await self._one(
+                "SELECT * FROM rp_deliveries WHERE id = {} AND workspace_id = {}",
+                delivery_id,
+                workspace_id,
+            )
+        return rows.delivery_from_row(row) if row else None
+
+    async def recover_deliveries(self, endpoint_id: str, *, since: datetime, at: datetime) -> int:
+        """Re-queue the endpoint's failed and held deliveries created since ``since``."""
+        updated = await self._all(
+            "UPDATE rp_deliveries SET status = 'pending', next_attempt_at = {}, "
+            "lease_owner = NULL, lease_until = NULL "
+            "WHERE endpoint_id = {} AND status IN ('failed', 'held') AND created_at >= {} "
+            "RETURNING id",
+            ms(at),
+            endpoint_id,
+            ms(since),
+        )
+        return len(updated)
+
+
+def _attempt_order(result: DeliveryResult) -> tuple[datetime, int]:
+    assert result.attempt is not None
+    return result.attempt.at, result.attempt.number

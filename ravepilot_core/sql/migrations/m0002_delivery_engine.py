@@ -1,0 +1,19 @@
+"""The delivery engine: the attempt log, and where operator notices go."""
+
+ID = "0002_delivery_engine"
+
+STATEMENTS = (
+    # One row per HTTP attempt. (delivery_id, number) is the key: a worker whose lease expired
+    # mid-attempt may race another for the same number, and only the lease holder's row counts.
+    """CREATE TABLE rp_delivery_attempts (
+        delivery_id VARCHAR(40) NOT NULL REFERENCES rp_deliveries (id),
+        number INTEGER NOT NULL,
+        at BIGINT NOT NULL,
+        target_ip TEXT,
+        status_code INTEGER,
+        latency_ms INTEGER,
+        error TEXT,
+        response_body TEXT,
+        PRIMARY KEY (delivery_id, number))""",
+    "ALTER TABLE rp_workspaces ADD COLUMN notify_email TEXT",
+)

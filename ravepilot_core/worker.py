@@ -1,0 +1,32 @@
+"""The background worker: durable jobs and webhook dispatch, side by side in one task group."""
+
+from __future__ import annotations
+
+import anyio
+
+from ravepilot_core.dispatch import Dispatcher
+from ravepilot_core.jobs import JobWorker
+
+__all__ = ["Worker"]
+
+
+class Worker:
+    """Runs the job worker and the webhook dispatcher until cancelled.
+
+    Several may run at once, in this process or others, on one storage: every unit of work is
+    claimed under a lease, so none is done twice at the same time and none is lost.
+    """
+
+    def __init__(self, jobs: JobWorker, dispatcher: Dispatcher) -> None:
+        self.jobs = jobs
+        self.dispatcher = dispatcher
+
+    async def run(self) -> None:
+        """Work until cancelled; started webhook attempts finish and are recorded first."""
+        async with anyio.create_task_group() as group:
+            group.start_soon(self.jobs.run)
+            group.start_soon(self.dispatcher.run)
+
+    async def run_due(self) -> int:
+        """Run one batch of due jobs, then one of due deliveries; return how many in all."""
+        return await self.jobs.run_due() + await self.dispatcher.run_due()
