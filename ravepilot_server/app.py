@@ -18,10 +18,12 @@ from ravepilot_server.allow import allow_header_middleware
 from ravepilot_server.auth import api_key_middleware, provide_principal, provide_ravepilot
 from ravepilot_server.controllers import (
     CollectorController,
+    DeliveryController,
     InvitationController,
     SubmissionController,
     WebhookController,
     health,
+    metrics,
 )
 from ravepilot_server.errors import handle_exception
 
@@ -65,13 +67,14 @@ def create_app(
             SubmissionController,
             CollectorController,
             WebhookController,
+            DeliveryController,
         ],
         middleware=[api_key_middleware],
         dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
         security=[{"BearerAuth": []}, {"ApiKeyHeader": []}],
     )
     return Litestar(
-        route_handlers=[api, health],
+        route_handlers=[api, health, metrics],
         dependencies={"ravepilot": Provide(provide_ravepilot, sync_to_thread=False)},
         exception_handlers={Exception: handle_exception},
         middleware=[allow_header_middleware],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import msgspec
 
 from ravepilot_core.models import Collector, Delivery, Submission, WebhookEndpoint
@@ -11,7 +13,10 @@ __all__ = [
     "CreatedWebhookEndpoint",
     "DeliveryList",
     "Health",
+    "Recovered",
+    "RotatedSecret",
     "SubmissionList",
+    "TestQueued",
     "WebhookEndpointList",
 ]
 
@@ -59,3 +64,23 @@ class Health(msgspec.Struct, kw_only=True):
     status: str
     storage: str
     version: str
+
+
+class RotatedSecret(msgspec.Struct, kw_only=True):
+    """A new signing secret: shown only this once; the old one signs too for 24 hours."""
+
+    secret: str
+    previous_secret_expires_at: datetime
+
+
+class TestQueued(msgspec.Struct, kw_only=True):
+    """A test event queued for one endpoint."""
+
+    delivery_id: str
+    event_type: str
+
+
+class Recovered(msgspec.Struct, kw_only=True):
+    """How many failed or held deliveries were queued again."""
+
+    queued: int

@@ -43,7 +43,9 @@ def __getattr__(name: str) -> Any:
             import pytest
 
             # Plain asserts in the suite then show both sides when a backend fails one.
-            pytest.register_assert_rewrite("ravepilot_core.testing.contract")
+            pytest.register_assert_rewrite(
+                "ravepilot_core.testing.contract", "ravepilot_core.testing.delivery_contract"
+            )
         from ravepilot_core.testing.contract import StorageContract
 
         return StorageContract

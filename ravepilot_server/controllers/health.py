@@ -1,4 +1,4 @@
-"""``GET /health``: liveness plus storage reachability (no auth)."""
+"""Operations: ``GET /health`` (liveness, storage reachability) and ``GET /metrics`` (no auth)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from ravepilot_core import __version__
 from ravepilot_core.errors import BackendError
+from ravepilot_core.metrics import CONTENT_TYPE
 from ravepilot_server.auth import RavePilotDep
 from ravepilot_server.schemas import Health
 
-__all__ = ["health"]
+__all__ = ["health", "metrics"]
 
 
 @get(
@@ -28,3 +29,10 @@ async def health(ravepilot: RavePilotDep) -> Response[Health]:
             Health(status="degraded", storage="unreachable", version=__version__), status_code=503
         )
     return Response(Health(status="ok", storage="ok", version=__version__), status_code=200)
+
+
+@get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=False)
+async def metrics(ravepilot: RavePilotDep) -> Response[bytes]:
+    """Webhook delivery counters, latency histogram and queue gauges, in Prometheus's format."""
+    body = await ravepilot.metrics.render(ravepilot.storage, ravepilot.context.clock)
+    return Response(body, media_type=CONTENT_TYPE)

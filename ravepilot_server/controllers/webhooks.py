@@ -9,14 +9,22 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath, JSONBody
 
 from ravepilot_core import EVENT_TYPES, NewWebhookEndpoint, WebhookChanges
-from ravepilot_core.models import WebhookEndpoint
+from ravepilot_core.models import Delivery, DeliveryDetail, WebhookEndpoint
+from ravepilot_core.webhooks import ROTATION_OVERLAP, RecoverRequest, TestRequest
 from ravepilot_server.auth import PrincipalDep, RavePilotDep
 from ravepilot_server.idempotency import idempotent
 from ravepilot_server.openapi import documented
-from ravepilot_server.schemas import CreatedWebhookEndpoint, DeliveryList, WebhookEndpointList
+from ravepilot_server.schemas import (
+    CreatedWebhookEndpoint,
+    DeliveryList,
+    Recovered,
+    RotatedSecret,
+    TestQueued,
+    WebhookEndpointList,
+)
 from ravepilot_server.strict import strict_body
 
-__all__ = ["WebhookController"]
+__all__ = ["DeliveryController", "WebhookController"]
 
 
 class WebhookController(Controller):
@@ -96,3 +104,96 @@ class WebhookController(Controller):
         return DeliveryList(
             data=await ravepilot.webhooks.deliveries(principal.workspace_id, endpoint_id)
         )
+
+    @post(
+        "/{endpoint_id:str}/rotate-secret",
+        status_code=201,
+        summary="Rotate an endpoint's signing secret",
+        responses=documented(),
+    )
+    async def rotate_secret(
+        self,
+        request: Request[Any, Any, Any],
+        ravepilot: RavePilotDep,
+        principal: PrincipalDep,
+        endpoint_id: FromPath[str],
+    ) -> Response[RotatedSecret]:
+        """Issue a new secret, shown only now; the old one keeps signing for 24 hours."""
+
+        async def rotate() -> tuple[int, RotatedSecret]:
+            secret = await ravepilot.webhooks.rotate_secret(principal.workspace_id, endpoint_id)
+            expires = ravepilot.context.clock.now() + ROTATION_OVERLAP
+            return 201, RotatedSecret(secret=secret, previous_secret_expires_at=expires)
+
+        return await idempotent(request, ravepilot, principal, rotate)
+
+    @post(
+        "/{endpoint_id:str}/test",
+        status_code=202,
+        summary="Send a test event to an endpoint",
+        responses=documented(),
+    )
+    async def test_endpoint(
+        self,
+        request: Request[Any, Any, Any],
+        ravepilot: RavePilotDep,
+        principal: PrincipalDep,
+        endpoint_id: FromPath[str],
+        data: JSONBody[TestRequest | None] = None,
+    ) -> Response[TestQueued]:
+        """Queue a synthetic event (``webhook.test`` unless ``event`` names another) to it alone."""
+        spec = await strict_body(request, data) if await request.body() else TestRequest()
+
+        async def queue() -> tuple[int, TestQueued]:
+            delivery = await ravepilot.webhooks.test(principal.workspace_id, endpoint_id, spec)
+            return 202, TestQueued(delivery_id=delivery.id, event_type=delivery.event_type)
+
+        return await idempotent(request, ravepilot, principal, queue)
+
+    @post(
+        "/{endpoint_id:str}/recover",
+        status_code=202,
+        summary="Re-queue failed and held deliveries since a time",
+        responses=documented(),
+    )
+    async def recover(
+        self,
+        request: Request[Any, Any, Any],
+        ravepilot: RavePilotDep,
+        principal: PrincipalDep,
+        endpoint_id: FromPath[str],
+        data: JSONBody[RecoverRequest],
+    ) -> Recovered:
+        """Queue again every failed or held delivery of the endpoint created since ``since``."""
+        spec = await strict_body(request, data)
+        count = await ravepilot.webhooks.recover(principal.workspace_id, endpoint_id, spec.since)
+        return Recovered(queued=count)
+
+
+class DeliveryController(Controller):
+    """Inspect one delivery and send it again."""
+
+    path = "/deliveries"
+    tags = ["webhooks"]
+    opt = {"scope": "webhooks"}
+
+    @get(
+        "/{delivery_id:str}", summary="Get a delivery with its attempt log", responses=documented()
+    )
+    async def get_delivery(
+        self, ravepilot: RavePilotDep, principal: PrincipalDep, delivery_id: FromPath[str]
+    ) -> DeliveryDetail:
+        """One delivery and every attempt made (target IP, status, latency, error, body)."""
+        return await ravepilot.webhooks.delivery(principal.workspace_id, delivery_id)
+
+    @post(
+        "/{delivery_id:str}/retry",
+        status_code=202,
+        summary="Send a delivery again now",
+        responses=documented(),
+    )
+    async def retry_delivery(
+        self, ravepilot: RavePilotDep, principal: PrincipalDep, delivery_id: FromPath[str]
+    ) -> Delivery:
+        """Queue the delivery to be sent at once, whatever its status (not a dropped one)."""
+        return await ravepilot.webhooks.retry(principal.workspace_id, delivery_id)

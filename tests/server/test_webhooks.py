@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ import pytest
 
 from ravepilot_core import RavePilot, Settings
 from ravepilot_server import create_app
-from tests.server.conftest import Tenant, serve_tenant
+from tests.server.conftest import Receiver, Tenant, serve_tenant
 from tests.server.helpers import Client, assert_error, expect, new_submission, serve
 
 pytestmark = pytest.mark.anyio
@@ -181,39 +179,6 @@ async def test_patch_url_events_and_description(tenant: Tenant, client: Client) 
     response = await patch(client, tenant, endpoint_id, description=None)
     assert response.status_code == 200, response.text
     assert (await get(client, tenant, endpoint_id))["description"] is None
-
-
-@dataclass
-class Receiver:
-    """A local webhook receiver that answers 204 to every POST and records what it got."""
-
-    url: str
-    received: list[dict[str, str]]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    received: list[dict[str, str]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            received.append(dict(self.headers.items()))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield Receiver(url=f"http://127.0.0.1:{server.server_port}/hook", received=received)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 async def test_switch_off_and_on(tenant: Tenant, client: Client, receiver: Receiver) -> None:
