@@ -296,10 +296,6 @@ class Storage(Protocol):
         """
         ...
 
-    async def release_deliveries(self, delivery_ids: Sequence[str], *, worker_id: str) -> None:
-        """Give back claimed deliveries not attempted, due again now (by their lease holder)."""
-        ...
-
     async def record_delivery_results(
         self,
         results: Sequence[DeliveryResult],

@@ -186,13 +186,33 @@ def workspaces() -> None:
 @_settings_options
 @click.argument("slug")
 @click.option("--name", help="Display name (defaults to the slug).")
-def create_workspace(settings: Settings, slug: str, name: str | None) -> None:
+@click.option("--notify-email", help="Where operator notices go (a webhook endpoint disabled...).")
+def create_workspace(
+    settings: Settings, slug: str, name: str | None, notify_email: str | None
+) -> None:
     """Create a workspace; prints its id."""
 
     async def create(ravepilot: RavePilot) -> str:
-        return (await ravepilot.workspaces.create(slug, name)).id
+        return (await ravepilot.workspaces.create(slug, name, notify_email=notify_email)).id
 
     click.echo(_run(settings, create))
+
+
+@workspaces.command("update")
+@_settings_options
+@click.argument("slug")
+@click.option("--name", help="New display name.")
+@click.option("--notify-email", help="Where operator notices go; an empty string clears it.")
+def update_workspace(
+    settings: Settings, slug: str, name: str | None, notify_email: str | None
+) -> None:
+    """Change a workspace's name or notify email."""
+
+    async def update(ravepilot: RavePilot) -> str:
+        workspace = await ravepilot.workspaces.update(slug, name=name, notify_email=notify_email)
+        return f"{workspace.slug}: name {workspace.name!r}, notify email {workspace.notify_email}"
+
+    click.echo(_run(settings, update))
 
 
 @main.group()

@@ -247,19 +247,6 @@ class DeliveryQueries:
             )
         return [_task_from_row(row) for row in found]
 
-    async def release_deliveries(self, delivery_ids: Sequence[str], *, worker_id: str) -> None:
-        """Hand leased deliveries back, due at once."""
-        for chunk in _chunks(list(delivery_ids), _ROWS_PER_INSERT):
-            await self._all(
-                # Any time in the past makes it due; its creation time also puts it up front.
-                "UPDATE rp_deliveries SET next_attempt_at = created_at, "
-                "lease_owner = NULL, lease_until = NULL "
-                f"WHERE id IN ({_placeholders(len(chunk))}) AND lease_owner = {{}} "
-                "AND status = 'pending'",
-                *chunk,
-                worker_id,
-            )
-
     async def record_delivery_results(
         self,
         results: Sequence[DeliveryResult],

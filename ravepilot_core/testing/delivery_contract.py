@@ -195,16 +195,6 @@ class DeliveryQueueContract:
         every = [d for ids in claimed.values() for d in ids]
         assert len(every) == len(set(every)) == 30
 
-    async def test_released_deliveries_are_due_at_once(self, storage: Storage) -> None:
-        await with_deliveries(storage, 2)
-        tasks = await claim(storage, at(seconds=1))
-        await storage.release_deliveries([tasks[0].delivery_id], worker_id="other")
-        assert await claim(storage, at(seconds=1), worker="w2") == []  # not the holder: no-op
-        await storage.release_deliveries([tasks[0].delivery_id], worker_id="w1")
-        [again] = await claim(storage, at(seconds=1), worker="w2")
-        assert again.delivery_id == tasks[0].delivery_id
-        assert again.attempt == 1  # nothing was attempted
-
     # -- results ---------------------------------------------------------------------------------
     async def test_success_is_recorded_with_its_attempt(self, storage: Storage) -> None:
         workspace, [endpoint], _ = await with_deliveries(storage, 1)
@@ -343,7 +333,6 @@ class DeliveryQueueContract:
         assert again.attempt == 2
         # A dropped delivery stays dropped.
         await storage.delete_webhook_endpoint(workspace.id, endpoint.endpoint.id)
-        await storage.release_deliveries([again.delivery_id], worker_id="w1")
         dropped = await storage.requeue_delivery(workspace.id, task.delivery_id, at=at(hours=2))
         assert dropped is not None and dropped.status == "dropped"
 

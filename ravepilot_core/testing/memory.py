@@ -734,14 +734,6 @@ class MemoryStorage:
             # All are now due at lease_until, so the SQL storage's order is by id.
             return sorted(tasks, key=lambda task: task.delivery_id)
 
-    async def release_deliveries(self, delivery_ids: Sequence[str], *, worker_id: str) -> None:
-        """Hand leased deliveries back (by their lease holder), due at once."""
-        async with self._locked():
-            for delivery_id in delivery_ids:
-                row = self._deliveries.get(delivery_id)
-                if row and row.lease_owner == worker_id and row.delivery.status == "pending":
-                    row.settle("pending", row.delivery.created_at)
-
     async def record_delivery_results(
         self,
         results: Sequence[DeliveryResult],

@@ -141,3 +141,60 @@ async def test_the_running_worker_is_woken_by_a_commit(
                 await anyio.sleep(0.01)
         group.cancel_scope.cancel()
     assert mailer.sent[0].to == "eve@example.com"
+
+
+async def disable_an_endpoint(ravepilot: RavePilot, workspace_id: str) -> str:
+    """Register an endpoint and have a 410 disable it, as the worker records it."""
+    from ravepilot_core.mail import webhook_disabled_job
+    from ravepilot_core.models import DeliveryAttempt, DeliveryResult
+    from ravepilot_core.webhooks import NewWebhookEndpoint
+
+    ravepilot.context.allow_private_webhooks = True
+    endpoint, _ = await ravepilot.webhooks.create(
+        workspace_id, NewWebhookEndpoint(url="https://hooks.acme.test/rp")
+    )
+    delivery = await ravepilot.webhooks.test(workspace_id, endpoint.id)
+    now = ravepilot.context.clock.now()
+    [task] = await ravepilot.storage.claim_deliveries(
+        now=now, worker_id="w", lease_until=now + timedelta(minutes=1), limit=1
+    )
+    gone = DeliveryResult(
+        delivery_id=delivery.id,
+        endpoint_id=endpoint.id,
+        outcome="failed",
+        attempt=DeliveryAttempt(number=1, at=now, status_code=410, error="HTTP 410"),
+        gone=True,
+    )
+    await ravepilot.storage.record_delivery_results(
+        [gone], worker_id="w", at=now, disable_threshold=25, disable_notice=webhook_disabled_job
+    )
+    assert task.delivery_id == delivery.id
+    return endpoint.id
+
+
+async def test_a_disabled_endpoint_is_reported_to_the_notify_email(
+    ravepilot: RavePilot, mailer: MemoryMailer
+) -> None:
+    workspace = await ravepilot.workspaces.create("acme", "Acme", notify_email="ops@acme.com")
+    endpoint_id = await disable_an_endpoint(ravepilot, workspace.id)
+    assert await ravepilot.worker().jobs.run_due() == 1
+    [email] = mailer.sent
+    assert email.to == "ops@acme.com"
+    assert email.subject == "Webhook endpoint disabled: https://hooks.acme.test/rp"
+    assert "410 Gone" in email.text
+    assert f"PATCH /v1/webhooks/{endpoint_id}" in email.text
+    assert f"/v1/webhooks/{endpoint_id}/recover" in email.text
+    [job] = await ravepilot.storage.list_jobs(endpoint_id)
+    assert job.status == "succeeded"
+
+
+async def test_without_a_notify_email_the_notice_is_logged(
+    ravepilot: RavePilot, mailer: MemoryMailer, caplog: pytest.LogCaptureFixture
+) -> None:
+    workspace = await ravepilot.workspaces.create("acme", "Acme")
+    endpoint_id = await disable_an_endpoint(ravepilot, workspace.id)
+    assert await ravepilot.worker().jobs.run_due() == 1
+    assert mailer.sent == []
+    assert "ravepilot workspaces update acme --notify-email" in caplog.text
+    [job] = await ravepilot.storage.list_jobs(endpoint_id)
+    assert job.status == "succeeded"

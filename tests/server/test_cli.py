@@ -56,6 +56,21 @@ def test_workspace_and_key_lifecycle(cli: CliRunner, tmp_path: Path) -> None:
     assert (tmp_path / "data" / "secret.key").stat().st_mode & 0o777 == 0o600
 
 
+def test_workspace_notify_email(cli: CliRunner) -> None:
+    created = cli.invoke(main, ["workspaces", "create", "acme", "--notify-email", "Ops@Acme.com"])
+    assert created.exit_code == 0, created.output
+    shown = cli.invoke(main, ["workspaces", "update", "acme", "--name", "Acme Inc."])
+    assert shown.exit_code == 0, shown.output
+    assert "name 'Acme Inc.', notify email ops@acme.com" in shown.stdout
+    cleared = cli.invoke(main, ["workspaces", "update", "acme", "--notify-email", ""])
+    assert "notify email None" in cleared.stdout
+    bad = cli.invoke(main, ["workspaces", "update", "acme", "--notify-email", "not-an-address"])
+    assert bad.exit_code == 1
+    assert "notify email 'not-an-address' is not a valid email address" in bad.output
+    missing = cli.invoke(main, ["workspaces", "update", "nope", "--name", "x"])
+    assert missing.exit_code == 1 and "no workspace with slug 'nope'" in missing.output
+
+
 def test_revoke_by_key_id(cli: CliRunner) -> None:
     assert cli.invoke(main, ["workspaces", "create", "acme"]).exit_code == 0
     assert cli.invoke(main, ["keys", "create", "--workspace", "acme"]).exit_code == 0
