@@ -270,6 +270,10 @@ class Dispatcher:
                     )
                 self._results.append(result)
                 self._results_ready.set()
+        except Exception:
+            # A bug, not an endpoint's failure: keep the worker alive; the lease expires and
+            # the delivery is attempted again.
+            log.exception("delivery %s could not be attempted", task.delivery_id)
         finally:
             self._in_flight[endpoint_id] -= 1
             if not self._in_flight[endpoint_id]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -149,13 +150,25 @@ def worker(settings: Settings) -> None:
     """Run only the background worker (emails, webhooks, media jobs)."""
 
     async def work(ravepilot: RavePilot) -> None:
-        click.echo("worker started; Ctrl-C to stop", err=True)
-        await ravepilot.worker().run()
+        async with anyio.create_task_group() as group:
+            await group.start(_stop_on_signal, group.cancel_scope)
+            click.echo("worker started; Ctrl-C or SIGTERM to stop", err=True)
+            await ravepilot.worker().run()
 
-    try:
-        _run(settings, work)
-    except KeyboardInterrupt:
-        click.echo("worker stopped", err=True)
+    _run(settings, work)
+    click.echo("worker stopped", err=True)
+
+
+async def _stop_on_signal(
+    scope: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Cancel ``scope`` on SIGTERM or SIGINT: started deliveries finish and are recorded."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
+        async for received in signals:
+            click.echo(f"{signal.Signals(received).name}: stopping after started work", err=True)
+            scope.cancel()
+            return
 
 
 @main.command()

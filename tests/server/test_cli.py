@@ -200,3 +200,29 @@ def test_serve_first_start_prints_a_key_that_creates_invitations(tmp_path: Path)
         check=True,
     )
     assert again.stdout.strip() == "None"
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_worker_stops_cleanly_on_a_signal(tmp_path: Path, signal_name: str) -> None:
+    import signal
+
+    env = {**os.environ, "RAVEPILOT_DATA_DIR": str(tmp_path / "data")}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from ravepilot_server.cli import main; main()", "worker"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        assert "worker started" in process.stderr.readline()
+        process.send_signal(getattr(signal, signal_name))
+        assert process.wait(timeout=15) == 0
+        rest = process.stderr.read()
+        assert f"{signal_name}: stopping after started work" in rest
+        assert "worker stopped" in rest
+    finally:
+        process.kill()
+        process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
