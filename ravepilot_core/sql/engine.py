@@ -174,6 +174,14 @@ class InlineSQLiteEngine(SQLiteEngine):
         """Return a write transaction (nested use joins the outer one)."""
         return _Transaction(self)
 
+    def _commit_orphaned_batch(self) -> None:
+        """Commit a batch left open for a successor that was cancelled before joining it."""
+        lock = self._lock_for_loop()
+        if self._batch is None or lock.locked() or self._waiting:
+            return  # no batch, or someone holds or will get the lock and finish it
+        lock.acquire_nowait()
+        _Transaction.commit_batch(self, self._batch)
+
     async def close(self) -> None:
         """Close the connection (the next statement reopens it)."""
         for connection in (self._connection, self._reader):
@@ -213,8 +221,13 @@ class _Transaction:
         engine._waiting += 1
         try:
             await engine._lock_for_loop().acquire()
-        finally:
+        except BaseException:
             engine._waiting -= 1
+            # The caller before us may have left its batch open for us to join; if we were
+            # its last hope, nobody would ever commit it.
+            engine._commit_orphaned_batch()
+            raise
+        engine._waiting -= 1
         try:
             if engine._batch is None:
                 await engine._execute_when_free(engine._connect(), "BEGIN IMMEDIATE")
@@ -254,23 +267,36 @@ class _Transaction:
             engine._lock_for_loop().release()  # the next caller joins this batch
             if exc_type is not None:
                 return  # our changes are gone; nothing of ours waits for the commit
-            await batch.committed.wait()
+            # Shielded: our changes will be committed by whoever comes next whether or not we
+            # are cancelled, so we must learn the outcome (a cancelled claim would otherwise
+            # leave rows leased to nobody). The wait is short: the next caller is running.
+            with anyio.CancelScope(shield=True):
+                await batch.committed.wait()
             if batch.error is not None:
                 raise BackendError(f"the transaction was not committed: {batch.error}; retry")
             return
+        self.commit_batch(engine, batch)
+
+    @staticmethod
+    def commit_batch(engine: InlineSQLiteEngine, batch: _Batch) -> None:
+        """Commit the open batch (the caller holds the lock), then close it."""
+        connection = engine._connect()
         try:
             connection.execute("COMMIT")
         except BaseException as commit_error:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
-            self._finish_batch(commit_error)
+            _Transaction.close_batch(engine, batch, commit_error)
             raise
-        self._finish_batch(None)
+        _Transaction.close_batch(engine, batch, None)
 
     def _finish_batch(self, error: BaseException | None) -> None:
-        """Close the batch, tell its members how it ended and let the next caller in."""
-        engine, batch = self._engine, self._batch
-        assert batch is not None
+        assert self._batch is not None
+        self.close_batch(self._engine, self._batch, error)
+
+    @staticmethod
+    def close_batch(engine: InlineSQLiteEngine, batch: _Batch, error: BaseException | None) -> None:
+        """Tell the batch's members how it ended and let the next caller in."""
         batch.error = error
         batch.committed.set()
         engine._batch = None

@@ -138,3 +138,71 @@ async def test_a_lock_held_too_long_is_a_clear_error(
     # The engine recovers once the other writer is gone.
     await engine.run_querystring(QueryString("INSERT INTO items VALUES (6, 'x')"))
     assert committed_ids(engine.path) == {6}
+
+
+async def test_a_successor_cancelled_in_the_queue_does_not_strand_the_batch(
+    engine: InlineSQLiteEngine,
+) -> None:
+    # A leaves its open batch for B, who queued for the lock; B is cancelled before it joins.
+    # Someone must still commit A's row, and A must not wait forever.
+    a_inside, a_may_leave = anyio.Event(), anyio.Event()
+
+    async def a() -> None:
+        async with engine.transaction():
+            await engine.run_querystring(QueryString("INSERT INTO items VALUES (1, 'a')"))
+            a_inside.set()
+            await a_may_leave.wait()
+
+    async def b() -> None:
+        async with engine.transaction():
+            await engine.run_querystring(QueryString("INSERT INTO items VALUES (2, 'b')"))
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(a)
+            await a_inside.wait()
+            async with anyio.create_task_group() as queued:
+                queued.start_soon(b)
+                await anyio.sleep(0.01)  # b now waits for the lock
+                # In one step: a may hand its batch on to b (b still counts as waiting), and
+                # b is cancelled before it can join.
+                a_may_leave.set()
+                queued.cancel_scope.cancel()
+    assert committed_ids(engine.path) == {1}
+    # The engine is free again.
+    await engine.run_querystring(QueryString("INSERT INTO items VALUES (3, 'c')"))
+    assert committed_ids(engine.path) == {1, 3}
+
+
+async def test_a_caller_cancelled_while_its_batch_commits_is_committed_anyway(
+    engine: InlineSQLiteEngine,
+) -> None:
+    # A hands its batch to B and is cancelled while waiting for B's commit: A's row is
+    # committed with B's, so A must not report a failure it did not have. It waits (shielded)
+    # for the outcome and then sees its cancellation.
+    a_inside, a_may_leave = anyio.Event(), anyio.Event()
+    a_finished = []
+
+    async def a() -> None:
+        async with engine.transaction():
+            await engine.run_querystring(QueryString("INSERT INTO items VALUES (1, 'a')"))
+            a_inside.set()
+            await a_may_leave.wait()
+        a_finished.append(committed_ids(engine.path))
+
+    async def b() -> None:
+        async with engine.transaction():
+            await engine.run_querystring(QueryString("INSERT INTO items VALUES (2, 'b')"))
+            await anyio.sleep(0.05)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            async with anyio.create_task_group() as holder:
+                holder.start_soon(a)
+                await a_inside.wait()
+                group.start_soon(b)
+                await anyio.sleep(0.01)
+                a_may_leave.set()
+                await anyio.sleep(0.01)  # a handed off and now waits for b's commit
+                holder.cancel_scope.cancel()
+    assert a_finished == [{1, 2}]  # a left its transaction only after the commit
