@@ -115,19 +115,15 @@ class Sender:
                 target_ip = peer_address(response)
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
-                raw = await response.content.read(RESPONSE_LOG_BYTES)
-                body = raw.decode("utf-8", "replace")
+                body = (await _read_body(response)).decode("utf-8", "replace")
         except TimeoutError:
             error = f"timed out after {self._timeout:g} s"
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            refusal = refusal_of(exc)
-            if refusal is not None:
-                error = f"refused address: {refusal}"
-            else:
-                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            error = _describe(exc)
         latency_ms = round((time.perf_counter() - started) * 1000)
-        succeeded = status is not None and 200 <= status < 300
-        if status is not None and not succeeded:
+        # A status line alone is not an answer: a body cut off mid-way fails the attempt.
+        succeeded = error is None and status is not None and 200 <= status < 300
+        if error is None and not succeeded:
             error = f"HTTP {status}"
         attempt = DeliveryAttempt(
             number=task.attempt,
@@ -160,6 +156,39 @@ class Sender:
             next_attempt_at=retry_at,
             gone=gone,
         )
+
+
+def _describe(exc: BaseException) -> str:
+    """Say in a line why an attempt got no answer (it goes into the attempt log)."""
+    refusal = refusal_of(exc)
+    if refusal is not None:
+        return f"refused address: {refusal}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error
+        reason = os.strerror(cause.errno) if cause.errno else str(cause)
+        return f"cannot connect to {exc.host}:{exc.port}: {reason}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection before it answered"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return f"the response was cut off: {exc}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def _read_body(response: aiohttp.ClientResponse) -> bytes:
+    """Return the first 2 KB of the body, reading (and discarding) the rest.
+
+    Reading to the end makes a body cut off mid-way a failed attempt, as HTTP says it is, and
+    lets the connection be reused; the session's timeout bounds how long it may take.
+    """
+    kept = bytearray()
+    while len(kept) < RESPONSE_LOG_BYTES:
+        chunk = await response.content.read(RESPONSE_LOG_BYTES - len(kept))
+        if not chunk:
+            return bytes(kept)
+        kept += chunk
+    while await response.content.read(65536):
+        pass
+    return bytes(kept)
 
 
 class Dispatcher:
@@ -231,6 +260,12 @@ class Dispatcher:
                     senders.start_soon(self._deliver, task)
                 if len(tasks) == room:
                     continue  # there is probably more
+                if any(
+                    self._in_flight[t.endpoint.endpoint.id] >= self._per_endpoint for t in tasks
+                ):
+                    # An endpoint filled up during the claim, so its backlog may have hidden
+                    # other endpoints' work: look again, now without it.
+                    continue
             # Drained, or every endpoint with work is at its cap: wait for a commit, for enough
             # attempts to finish, or for retries falling due (polling).
             with anyio.move_on_after(self._poll_interval):
