@@ -45,26 +45,12 @@ def _placeholders(count: int) -> str:
     return ", ".join(["{}"] * count)
 
 
+# What each outcome leaves in the status column ("retry" waits as pending).
+_STATUS = {"succeeded": "succeeded", "failed": "failed", "retry": "pending", "held": "held"}
+
+
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
-
-
-def _pick(
-    candidates: Sequence[Row], limit: int, per_endpoint: int | None, room: Mapping[str, int]
-) -> list[str]:
-    """Take candidate ids in order, up to ``limit`` and each endpoint's room."""
-    taken: dict[str, int] = {}
-    ids: list[str] = []
-    for row in candidates:
-        endpoint = row["endpoint_id"]
-        cap = room.get(endpoint, per_endpoint)
-        if cap is not None and taken.get(endpoint, 0) >= cap:
-            continue
-        taken[endpoint] = taken.get(endpoint, 0) + 1
-        ids.append(row["id"])
-        if len(ids) == limit:
-            break
-    return ids
 
 
 def _task_from_row(row: Row) -> DeliveryTask:
@@ -108,6 +94,9 @@ class DeliveryQueries:
     """The delivery-engine half of the Storage protocol, for SQLStorage."""
 
     engine: Any
+    #: Appended to the SELECT that checks leases before results are written. SQLite's write
+    #: transaction already excludes other writers; a dialect with row locks sets " FOR UPDATE".
+    lock_rows = ""
 
     async def _all(self, sql: str, *args: Any) -> list[Row]:  # provided by SQLStorage
         raise NotImplementedError
@@ -119,6 +108,9 @@ class DeliveryQueries:
         raise NotImplementedError
 
     async def _write_jobs(self, jobs: Sequence[Job]) -> None:
+        raise NotImplementedError
+
+    async def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         raise NotImplementedError
 
     # -- reading -------------------------------------------------------------------------------
@@ -204,31 +196,48 @@ class DeliveryQueries:
         per_endpoint: int | None = None,
         endpoint_room: Mapping[str, int] | None = None,
     ) -> list[DeliveryTask]:
-        """Lease due deliveries: pick ids by index, then take them with a conditional update."""
+        """Lease due deliveries endpoint by endpoint, oldest first, each up to its room."""
         now_ms, lease_ms = ms(now), ms(lease_until)
-        room = dict(endpoint_room or {})
-        full = sorted(endpoint for endpoint, left in room.items() if left <= 0)
-        skip = f" AND endpoint_id NOT IN ({_placeholders(len(full))})" if full else ""
-        # Read past the limit a little: rows of endpoints without room are passed over.
-        scan = limit if per_endpoint is None and not room else limit * 2
+        room = endpoint_room or {}
         async with self.engine.transaction():
-            candidates = await self._all(
-                "SELECT id, endpoint_id FROM rp_deliveries "
-                f"WHERE status = 'pending' AND next_attempt_at <= {{}}{skip} "
-                "ORDER BY next_attempt_at LIMIT {}",
-                now_ms,
-                *full,
-                scan,
+            # One index seek per endpoint finds who has work due and since when; then each
+            # endpoint's oldest due rows are one seek more. A backlog of one endpoint is never
+            # read to find another's work, and a claim costs the same at any queue length.
+            heads = await self._all(
+                "SELECT w.id AS endpoint_id, (SELECT MIN(d.next_attempt_at) FROM rp_deliveries d "
+                "WHERE d.endpoint_id = w.id AND d.status = 'pending') AS due "
+                "FROM rp_webhook_endpoints w"
             )
-            ids = _pick(candidates, limit, per_endpoint, room)
+            due = sorted(
+                (row["due"], row["endpoint_id"])
+                for row in heads
+                if row["due"] is not None and row["due"] <= now_ms
+            )
+            ids: list[str] = []
+            for _, endpoint_id in due:
+                cap = room.get(endpoint_id, per_endpoint)
+                take = limit - len(ids) if cap is None else min(cap, limit - len(ids))
+                if take <= 0:
+                    continue
+                found = await self._all(
+                    "SELECT id FROM rp_deliveries WHERE endpoint_id = {} AND status = 'pending' "
+                    "AND next_attempt_at <= {} ORDER BY next_attempt_at LIMIT {}",
+                    endpoint_id,
+                    now_ms,
+                    take,
+                )
+                ids.extend(row["id"] for row in found)
+                if len(ids) >= limit:
+                    break
             if not ids:
                 return []
-            # The WHERE repeats the due test: another worker may have taken a row meanwhile
-            # (on Postgres; SQLite's write lock already serialises this transaction).
+            # The WHERE repeats the due test for engines where another worker may have taken a
+            # row since the SELECT (Postgres). Written as expressions, not bare columns, so
+            # SQLite looks the rows up by id instead of range-scanning its due index.
             claimed = await self._all(
                 "UPDATE rp_deliveries SET lease_owner = {}, lease_until = {}, next_attempt_at = {} "
                 f"WHERE id IN ({_placeholders(len(ids))}) "
-                "AND status = 'pending' AND next_attempt_at <= {} RETURNING id",
+                "AND status || '' = 'pending' AND next_attempt_at + 0 <= {} RETURNING id",
                 worker_id,
                 lease_ms,
                 lease_ms,
@@ -260,10 +269,7 @@ class DeliveryQueries:
         if not results:
             return 0
         async with self.engine.transaction():
-            applied: list[DeliveryResult] = []
-            for result in results:
-                if await self._apply_result(result, worker_id):
-                    applied.append(result)
+            applied = await self._apply_results(results, worker_id)
             attempts = [
                 rows.attempt_row(result.delivery_id, result.attempt)
                 for result in applied
@@ -279,41 +285,55 @@ class DeliveryQueries:
                 await self._apply_tally(endpoint_id, tally, at, disable_threshold, disable_notice)
         return len(applied)
 
-    async def _apply_result(self, result: DeliveryResult, worker_id: str) -> bool:
-        attempt = result.attempt
-        if result.outcome == "held":
-            status, next_at = "held", None
-        elif result.outcome == "retry":
-            status, next_at = "pending", ms(result.next_attempt_at)
-        else:
-            status, next_at = result.outcome, None
-        if attempt is None:
-            updated = await self._all(
-                "UPDATE rp_deliveries SET status = {}, next_attempt_at = {}, "
-                "lease_owner = NULL, lease_until = NULL "
-                "WHERE id = {} AND lease_owner = {} AND status = 'pending' RETURNING id",
-                status,
-                next_at,
-                result.delivery_id,
+    async def _apply_results(
+        self, results: Sequence[DeliveryResult], worker_id: str
+    ) -> list[DeliveryResult]:
+        """Settle the deliveries this worker still holds; return the results that applied."""
+        held_now: set[str] = set()
+        for chunk in _chunks([r.delivery_id for r in results], _ROWS_PER_INSERT):
+            found = await self._all(
+                # Expressions, not bare columns: SQLite must look the ids up, not range-scan
+                # every pending row through the (status, next_attempt_at) index.
+                f"SELECT id FROM rp_deliveries WHERE id IN ({_placeholders(len(chunk))}) "
+                f"AND lease_owner || '' = {{}} AND status || '' = 'pending'{self.lock_rows}",
+                *chunk,
                 worker_id,
             )
-        else:
-            updated = await self._all(
-                "UPDATE rp_deliveries SET status = {}, next_attempt_at = {}, attempts = {}, "
-                "response_status = {}, latency_ms = {}, error = {}, last_attempt_at = {}, "
-                "lease_owner = NULL, lease_until = NULL "
-                "WHERE id = {} AND lease_owner = {} AND status = 'pending' RETURNING id",
-                status,
-                next_at,
+            held_now.update(row["id"] for row in found)
+        applied = [result for result in results if result.delivery_id in held_now]
+        attempted = [
+            (
+                _STATUS[result.outcome],
+                ms(result.next_attempt_at) if result.outcome == "retry" else None,
                 attempt.number,
                 attempt.status_code,
                 attempt.latency_ms,
                 attempt.error,
                 ms(attempt.at),
                 result.delivery_id,
-                worker_id,
             )
-        return bool(updated)
+            for result in applied
+            if (attempt := result.attempt) is not None
+        ]
+        if attempted:
+            await self._many(
+                "UPDATE rp_deliveries SET status = {}, next_attempt_at = {}, attempts = {}, "
+                "response_status = {}, latency_ms = {}, error = {}, last_attempt_at = {}, "
+                "lease_owner = NULL, lease_until = NULL WHERE id = {}",
+                attempted,
+            )
+        parked = [
+            (_STATUS[result.outcome], result.delivery_id)
+            for result in applied
+            if result.attempt is None
+        ]
+        if parked:
+            await self._many(
+                "UPDATE rp_deliveries SET status = {}, next_attempt_at = NULL, "
+                "lease_owner = NULL, lease_until = NULL WHERE id = {}",
+                parked,
+            )
+        return applied
 
     async def _apply_tally(
         self,

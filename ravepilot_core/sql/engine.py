@@ -147,6 +147,19 @@ class InlineSQLiteEngine(SQLiteEngine):
         """
         return await self._run(_qmark(template), args)  # type: ignore[no-any-return]
 
+    async def run_many(self, template: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one ``{}``-placeholder statement for each row of values (no result rows).
+
+        ``executemany`` prepares the statement once and runs the rows in C: a batch of delivery
+        results costs a fraction of one ``execute`` per row.
+        """
+        query = _qmark(template)
+        if self.current_transaction.get() is not None:
+            self._connect().executemany(query, rows)
+            return
+        async with _Transaction(self):
+            self._connect().executemany(query, rows)
+
     async def _run(self, query: str, args: Sequence[Any]) -> Any:
         if self.current_transaction.get() is not None:
             return self._connect().execute(query, args).fetchall()

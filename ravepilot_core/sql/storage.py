@@ -67,6 +67,7 @@ class SQLStorage(DeliveryQueries):
         # Engines may offer run_sql(template, args), a cached-compile fast path (the inline
         # SQLite engine does); any other Piccolo engine runs a QueryString.
         self._run_sql = getattr(engine, "run_sql", None)
+        self._run_many = getattr(engine, "run_many", None)
 
     async def _all(self, sql: str, *args: Any) -> list[Row]:
         if self._run_sql is not None:
@@ -74,6 +75,14 @@ class SQLStorage(DeliveryQueries):
         else:
             found = await self.engine.run_querystring(QueryString(sql, *args))
         return found
+
+    async def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run ``sql`` once per row of values (batched where the engine can)."""
+        if self._run_many is not None:
+            await self._run_many(sql, rows)
+            return
+        for values in rows:
+            await self.engine.run_querystring(QueryString(sql, *values))
 
     async def _one(self, sql: str, *args: Any) -> Row | None:
         found = await self._all(sql, *args)

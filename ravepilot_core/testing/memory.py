@@ -10,7 +10,6 @@ atomic step.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -680,37 +679,32 @@ class MemoryStorage:
         per_endpoint: int | None = None,
         endpoint_room: Mapping[str, int] | None = None,
     ) -> list[DeliveryTask]:
-        """Lease up to ``limit`` due deliveries, oldest ``next_attempt_at`` first.
+        """Lease due deliveries endpoint by endpoint, oldest first, each up to its room.
 
-        An endpoint named in ``endpoint_room`` gets at most that many, any other at most
-        ``per_endpoint``.
+        Endpoints are served in the order of their oldest due delivery; an endpoint named in
+        ``endpoint_room`` gets at most that many, any other at most ``per_endpoint``.
         """
         now, lease_until = _ms(now), _ms(lease_until)
-        room = dict(endpoint_room or {})
-        # Like the SQL storage, look at no more than twice the limit when capping per endpoint.
-        scan = limit if per_endpoint is None and not room else limit * 2
-
-        def due_at(row: _DeliveryRow) -> datetime | None:
-            d = row.delivery
-            if d.status != "pending" or room.get(d.endpoint_id, 1) <= 0:
-                return None
-            return d.next_attempt_at if d.next_attempt_at and d.next_attempt_at <= now else None
-
+        room = endpoint_room or {}
         async with self._locked():
-            due = sorted(
-                (moment, row.delivery.id, row)
-                for row in self._deliveries.values()
-                if (moment := due_at(row)) is not None
-            )
-            taken: Counter[str] = Counter()
+            by_endpoint: dict[str, list[tuple[datetime, str, _DeliveryRow]]] = {}
+            for row in self._deliveries.values():
+                d = row.delivery
+                if d.status == "pending" and d.next_attempt_at and d.next_attempt_at <= now:
+                    if d.endpoint_id in self._endpoints:  # as the SQL storage's join
+                        by_endpoint.setdefault(d.endpoint_id, []).append(
+                            (d.next_attempt_at, d.id, row)
+                        )
             picked: list[_DeliveryRow] = []
-            for _, _, row in _first(due, scan):
-                if len(picked) == limit:
+            for endpoint_id, rows in sorted(
+                by_endpoint.items(), key=lambda item: (min(item[1])[0], item[0])
+            ):
+                cap = room.get(endpoint_id, per_endpoint)
+                take = limit - len(picked) if cap is None else min(cap, limit - len(picked))
+                picked.extend(row for _, _, row in sorted(rows)[: max(take, 0)])
+                if len(picked) >= limit:
                     break
-                cap = room.get(row.delivery.endpoint_id, per_endpoint)
-                if cap is None or taken[row.delivery.endpoint_id] < cap:
-                    taken[row.delivery.endpoint_id] += 1
-                    picked.append(row)
+            picked.sort(key=lambda row: (row.delivery.next_attempt_at, row.delivery.id))
             tasks = []
             for row in picked:
                 # Due again by itself when the lease ends, should the worker die.

@@ -16,4 +16,8 @@ STATEMENTS = (
         response_body TEXT,
         PRIMARY KEY (delivery_id, number))""",
     "ALTER TABLE rp_workspaces ADD COLUMN notify_email TEXT",
+    # Claims go endpoint by endpoint (each up to its room), so one endpoint's backlog is never
+    # scanned to find another's work; recover uses it too.
+    "CREATE INDEX rp_deliveries_endpoint_due "
+    "ON rp_deliveries (endpoint_id, status, next_attempt_at)",
 )
