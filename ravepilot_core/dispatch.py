@@ -34,7 +34,7 @@ from ravepilot_core.mail import webhook_disabled_job
 from ravepilot_core.metrics import Metrics
 from ravepilot_core.models import DeliveryAttempt, DeliveryResult, DeliveryTask
 from ravepilot_core.retries import DISABLE_AFTER, next_attempt_at, parse_retry_after
-from ravepilot_core.safehttp import new_session, peer_address, refusal_of
+from ravepilot_core.safehttp import check_target, new_session, peer_address, refusal_of
 from ravepilot_core.signing import Signer
 
 __all__ = ["DELIVERY_TIMEOUT", "Dispatcher", "Sender"]
@@ -63,6 +63,8 @@ class Sender:
                 allow_private=self._ctx.allow_private_webhooks,
                 timeout=self._timeout,
                 user_agent=USER_AGENT,
+                # attempt() checks literal hosts itself and never follows redirects.
+                check_each_request=False,
             )
         return self._session
 
@@ -110,6 +112,7 @@ class Sender:
         retry_after: str | None = None
         started = time.perf_counter()
         try:
+            check_target(url, allow_private=self._ctx.allow_private_webhooks)  # cached per URL
             async with self._open().post(
                 url, data=task.payload, headers=headers, allow_redirects=False
             ) as response:

@@ -277,6 +277,7 @@ def new_session(
     timeout: float = 10.0,
     limit: int = 0,
     user_agent: str,
+    check_each_request: bool = True,
 ) -> aiohttp.ClientSession:
     """Return the keep-alive session webhooks are delivered with; close it when done.
 
@@ -289,6 +290,9 @@ def new_session(
         timeout: Seconds for a whole request, connecting to reading the body.
         limit: Most connections open at once; 0 for no limit.
         user_agent: The default ``User-Agent`` header.
+        check_each_request: Run :class:`TargetPolicy` on every request and redirect hop. A
+            caller that never follows redirects nor uses proxies, and calls
+            :func:`check_target` itself (the webhook sender), saves the middleware's cost.
 
     Raises:
         RuntimeError: Called outside a running asyncio event loop.
@@ -303,7 +307,7 @@ def new_session(
     return aiohttp.ClientSession(
         connector=connector,
         connector_owner=True,
-        middlewares=(TargetPolicy(allow_private=allow_private),),
+        middlewares=(TargetPolicy(allow_private=allow_private),) if check_each_request else (),
         response_class=PeerRecordingResponse,
         timeout=aiohttp.ClientTimeout(total=timeout),
         headers={"User-Agent": user_agent},

@@ -21,6 +21,7 @@ from ravepilot_core.models import (
     DeliveryTask,
     EventRecord,
     Job,
+    WebhookEndpointRecord,
 )
 from ravepilot_core.protocols import DisableNotice
 from ravepilot_core.sql import rows
@@ -53,17 +54,27 @@ def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def _task_from_row(row: Row) -> DeliveryTask:
-    payload = row["payload"]
-    return DeliveryTask(
-        delivery_id=row["delivery_id"],
-        workspace_id=row["workspace_id"],
-        event_id=row["event_id"],
-        event_type=row["event_type"],
-        attempt=row["attempts"] + 1,
-        payload=payload.encode() if isinstance(payload, str) else bytes(payload),
-        endpoint=rows.endpoint_from_row(row),  # w.* columns; workspace_id is the same
-    )
+def _tasks_from_rows(found: Sequence[Row]) -> list[DeliveryTask]:
+    endpoints: dict[str, WebhookEndpointRecord] = {}  # a claim is mostly a few endpoints' rows
+    tasks = []
+    for row in found:
+        endpoint = endpoints.get(row["id"])
+        if endpoint is None:
+            # The w.* columns; the delivery's workspace is the endpoint's.
+            endpoint = endpoints[row["id"]] = rows.endpoint_from_row(row)
+        payload = row["payload"]
+        tasks.append(
+            DeliveryTask(
+                delivery_id=row["delivery_id"],
+                workspace_id=row["workspace_id"],
+                event_id=row["event_id"],
+                event_type=row["event_type"],
+                attempt=row["attempts"] + 1,
+                payload=payload.encode() if isinstance(payload, str) else bytes(payload),
+                endpoint=endpoint,
+            )
+        )
+    return tasks
 
 
 class _EndpointTally:
@@ -254,7 +265,7 @@ class DeliveryQueries:
                 f"WHERE d.id IN ({_placeholders(len(taken))}) ORDER BY d.next_attempt_at, d.id",
                 *taken,
             )
-        return [_task_from_row(row) for row in found]
+        return _tasks_from_rows(found)
 
     async def record_delivery_results(
         self,

@@ -735,3 +735,31 @@ async def test_stopping_the_worker_finishes_and_records_started_attempts(
     for delivery in recorded:
         [attempt] = (await rp.webhooks.delivery(workspace.id, delivery.id)).attempt_log
         assert attempt.response_body == "done"
+
+
+# -- 13. the URL policy again at delivery time ---------------------------------------------------
+async def test_a_host_that_now_resolves_to_a_private_address_is_refused(
+    tmp_path: Path, clock: FrozenClock, stack: AsyncExitStack
+) -> None:
+    # Registered while the name pointed at a public address; by delivery time it points at the
+    # loopback receiver. The worker resolves again, refuses, and never connects.
+    hook = await serve(stack)
+    answers = {"hooks.example.com": ["93.184.216.34"]}
+
+    async def resolver(host: str) -> list[str]:
+        return answers[host]
+
+    async with open_ravepilot(tmp_path, clock=clock, resolver=resolver) as rp:
+        workspace = await rp.workspaces.create("acme")
+        port = hook.url.split(":")[2].split("/")[0]
+        endpoint, _ = await register(rp, workspace, f"https://hooks.example.com:{port}/hook")
+        answers["hooks.example.com"] = ["127.0.0.1"]
+        await emit(rp, workspace.id)
+        assert await rp.worker().dispatcher.run_due() == 1
+        delivery = await only_delivery(rp, workspace, endpoint.id)
+        detail = await rp.webhooks.delivery(workspace.id, delivery.id)
+    assert hook.hits == []
+    assert (delivery.status, delivery.attempts) == ("pending", 1)
+    assert delivery.error is not None and delivery.error.startswith("refused address:")
+    assert "127.0.0.1 is a loopback address" in delivery.error
+    assert detail.attempt_log[0].target_ip is None
