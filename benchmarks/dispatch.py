@@ -617,6 +617,33 @@ async def offered_load(rp: Any, workspace_id: str, rate: float, seconds: float) 
     }
 
 
+def start_worker_process(data_dir: Path) -> subprocess.Popen[str]:
+    """Start `ravepilot worker` on the benchmark's data dir; return once it is waiting."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAVEPILOT_")}
+    env.update(RAVEPILOT_DATA_DIR=str(data_dir), RAVEPILOT_ALLOW_PRIVATE_WEBHOOKS="true")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ravepilot_server.cli", "worker"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if "worker started" in line:
+            return process
+    raise BenchmarkAborted(f"`ravepilot worker` did not start (exit code {process.wait()})")
+
+
+def stop_worker_process(process: subprocess.Popen[str]) -> float | None:
+    """Stop the worker with SIGTERM (it finishes what it started); return its CPU seconds."""
+    cpu = process_cpu_seconds(process.pid)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+    if process.stderr is not None:
+        process.stderr.close()
+    return cpu
+
+
 async def wait_drained(counter: PendingCounter, timeout: float) -> float:
     started = time.perf_counter()
     while await counter.pending():
@@ -732,10 +759,16 @@ async def benchmark(args: argparse.Namespace, data_dir: Path, receiver: Receiver
             webhook_concurrency=args.concurrency, webhook_per_endpoint=args.per_endpoint
         )
         log(f"throughput: the worker drains {backlog:,} deliveries ...")
+        in_process_worker = anyio.CancelScope()
+
+        async def run_worker() -> None:
+            with in_process_worker:
+                await worker.run()
+
         async with anyio.create_task_group() as group:
             profiler.start("throughput")
             meter.start()
-            group.start_soon(worker.run)  # after the meter: the phase starts with the worker
+            group.start_soon(run_worker)  # after the meter: the phase starts with the worker
             result, series = await throughput(counter, backlog, args.timeout)
             result.update(meter.stop())
             result["cpu_us_each"] = 1e6 * result["bench_cpu_seconds"] / backlog
@@ -797,6 +830,13 @@ async def benchmark(args: argparse.Namespace, data_dir: Path, receiver: Receiver
                 f"latency: {args.rate:g} events/s offered for {args.latency_seconds:g} s "
                 f"({args.rate * args.endpoints:g} deliveries/s) ..."
             )
+            separate = None
+            if args.worker_process:
+                # As `ravepilot serve --no-worker` beside `ravepilot worker`: the producer (an
+                # API process) and the worker each get a core; the worker hears the producer's
+                # commits through SQLite's data_version.
+                in_process_worker.cancel()
+                separate = start_worker_process(data_dir)
             profiler.start("latency")
             meter.start()
             offered = await offered_load(rp, workspace.id, args.rate, args.latency_seconds)
@@ -808,6 +848,8 @@ async def benchmark(args: argparse.Namespace, data_dir: Path, receiver: Receiver
             drain = await wait_drained(counter, args.timeout)
             dump = await control(control_session, receiver, "/_receipts")
             group.cancel_scope.cancel()  # stop the worker (it records what it started first)
+            if separate is not None:
+                offered["worker_process_cpu_seconds"] = stop_worker_process(separate)
         counter.close()
         if args.profile != "none":
             report["profile"] = profiler.report()
@@ -1044,6 +1086,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="endpoints on the one receiver; each event fans out to one delivery per endpoint (1)",
     )
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s offered (1000)")
+    parser.add_argument(
+        "--worker-process",
+        action="store_true",
+        help="latency phase with `ravepilot worker` in its own process (as serve --no-worker "
+        "plus a worker), instead of the worker in the producer's process",
+    )
     parser.add_argument(
         "--latency-seconds", type=float, default=10.0, help="seconds of offered load (10)"
     )

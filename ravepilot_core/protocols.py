@@ -110,6 +110,15 @@ class Storage(Protocol):
         """Release connections."""
         ...
 
+    async def wait_for_changes(self, timeout: float) -> None:
+        """Return soon after another process commits, or after ``timeout`` seconds.
+
+        Workers use it to notice work committed elsewhere (an API process, another worker)
+        without polling the queues; commits of this process wake them directly. A backend with
+        no way to tell (or no other process to hear from) simply sleeps for ``timeout``.
+        """
+        ...
+
     # -- workspaces and keys -------------------------------------------------------------------
     async def create_workspace(self, workspace: Workspace, primary_collector: Collector) -> None:
         """Store a workspace with its primary collector; a taken slug is a Conflict."""

@@ -187,6 +187,13 @@ class InlineSQLiteEngine(SQLiteEngine):
         """Return a write transaction (nested use joins the outer one)."""
         return _Transaction(self)
 
+    def data_version(self) -> int:
+        """A number that changes whenever another connection (another process) commits.
+
+        Read on the writer connection, so this process's own commits do not change it.
+        """
+        return int(self._connect().execute("PRAGMA data_version").fetchone()[0])
+
     def _commit_orphaned_batch(self) -> None:
         """Commit a batch left open for a successor that was cancelled before joining it."""
         lock = self._lock_for_loop()

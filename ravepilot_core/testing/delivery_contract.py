@@ -414,6 +414,10 @@ class DeliveryQueueContract:
         stats = await storage.delivery_queue_stats()
         assert (stats.pending, stats.oldest_pending_at) == (2, at(milliseconds=1))
 
+    async def test_wait_for_changes_returns_by_its_timeout(self, storage: Storage) -> None:
+        with anyio.fail_after(2):
+            await storage.wait_for_changes(0.05)
+
     async def test_workspace_notify_email_round_trip(self, storage: Storage) -> None:
         workspace, _ = await new_workspace(storage)
         changed = msgspec.structs.replace(

@@ -763,3 +763,29 @@ async def test_a_host_that_now_resolves_to_a_private_address_is_refused(
     assert delivery.error is not None and delivery.error.startswith("refused address:")
     assert "127.0.0.1 is a loopback address" in delivery.error
     assert detail.attempt_log[0].target_ip is None
+
+
+# -- 14. work committed by another process --------------------------------------------------------
+async def test_a_worker_hears_commits_of_another_process_at_once(
+    tmp_path: Path, stack: AsyncExitStack
+) -> None:
+    # The API process and the worker process each hold their own connection to the SQLite
+    # file; the worker polls only every 30 s, yet delivers within a fraction of a second.
+    hook = await serve(stack)
+    async with (
+        open_ravepilot(tmp_path, allow_private_webhooks=True) as api,
+        open_ravepilot(tmp_path, allow_private_webhooks=True) as worker_side,
+    ):
+        workspace = await api.workspaces.create("acme")
+        await register(api, workspace, hook.url)
+        async with anyio.create_task_group() as group:
+            group.start_soon(worker_side.worker(webhook_poll_interval=30, poll_interval=30).run)
+            await anyio.sleep(0.2)  # the worker is idle, waiting
+            started = time.monotonic()
+            await emit(api, workspace.id)
+            with anyio.fail_after(5):
+                while not hook.hits:
+                    await anyio.sleep(0.005)
+            waited = time.monotonic() - started
+            group.cancel_scope.cancel()
+    assert waited < 0.5, waited

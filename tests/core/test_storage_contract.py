@@ -122,3 +122,34 @@ def test_memory_factories_check_the_scheme() -> None:
         open_memory_storage("sqlite:///x.db")
     with pytest.raises(ConfigurationError):
         open_memory_mailer("smtp://localhost")
+
+
+@pytest.mark.anyio
+async def test_sqlite_hears_commits_of_another_connection_but_not_its_own(tmp_path: Path) -> None:
+    import anyio
+
+    url = f"sqlite:///{tmp_path}/rp.db"
+    listener, writer = open_sqlite_storage(url), open_sqlite_storage(url)  # two "processes"
+    try:
+        await listener.migrate()
+        await writer.migrate()
+        # Its own commit does not count: the wait runs to its timeout.
+        await new_workspace(listener)
+        started = anyio.current_time()
+        await listener.wait_for_changes(0.2)
+        assert anyio.current_time() - started >= 0.2
+
+        # Another connection's commit ends the wait at once.
+        async def commit_elsewhere() -> None:
+            await anyio.sleep(0.05)
+            await new_workspace(writer)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(commit_elsewhere)
+            started = anyio.current_time()
+            await listener.wait_for_changes(5)
+            waited = anyio.current_time() - started
+        assert 0.05 <= waited < 1, waited
+    finally:
+        await listener.close()
+        await writer.close()
