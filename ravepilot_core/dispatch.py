@@ -237,7 +237,6 @@ class Dispatcher:
                     loops.start_soon(self._send_forever, to_send)
                 loops.start_soon(self._write_results_forever)
                 loops.start_soon(self._wake_on_commits)
-                loops.start_soon(self._wake_on_outside_commits)
                 await self._claim_forever(claimed)
         finally:
             with anyio.CancelScope(shield=True):
@@ -294,13 +293,6 @@ class Dispatcher:
         work = self._ctx.work
         while True:
             await work.wait(work.generation, timeout=float("inf"))
-            self._wake.set()
-
-    async def _wake_on_outside_commits(self) -> None:
-        # Another process (an API server, another worker) may have queued deliveries; when it
-        # returns on its timeout instead, this is the polling fallback (retries falling due).
-        while True:
-            await self._ctx.storage.wait_for_changes(self._poll_interval)
             self._wake.set()
 
     async def claim(self, limit: int) -> list[DeliveryTask]:

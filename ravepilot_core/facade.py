@@ -127,6 +127,7 @@ class RavePilot:
                 the worker.
         """
         return Worker(
+            self.context,
             JobWorker(self.context, concurrency=concurrency, poll_interval=poll_interval),
             Dispatcher(
                 self.context,

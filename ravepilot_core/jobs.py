@@ -88,18 +88,7 @@ class JobWorker:
         while True:
             seen = self._ctx.work.generation
             if await self.run_due() == 0:
-                await self._wait_for_work(seen)
-
-    async def _wait_for_work(self, seen: int) -> None:
-        """Until a commit here or in another process, or the poll interval, whichever first."""
-        async with anyio.create_task_group() as group:
-
-            async def first(wait: Awaitable[None]) -> None:
-                await wait
-                group.cancel_scope.cancel()
-
-            group.start_soon(first, self._ctx.work.wait(seen, self._poll_interval))
-            group.start_soon(first, self._ctx.storage.wait_for_changes(self._poll_interval))
+                await self._ctx.work.wait(seen, self._poll_interval)
 
     async def run_due(self) -> int:
         """Claim and run one batch of due jobs; return how many ran."""

@@ -110,12 +110,12 @@ class Storage(Protocol):
         """Release connections."""
         ...
 
-    async def wait_for_changes(self, timeout: float) -> None:
-        """Return soon after another process commits, or after ``timeout`` seconds.
+    async def wait_for_changes(self, timeout: float) -> bool:
+        """Return True soon after another process commits, or False after ``timeout`` seconds.
 
         Workers use it to notice work committed elsewhere (an API process, another worker)
         without polling the queues; commits of this process wake them directly. A backend with
-        no way to tell (or no other process to hear from) simply sleeps for ``timeout``.
+        no way to tell (or no other process to hear from) sleeps for ``timeout``.
         """
         ...
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import anyio
 
+from ravepilot_core.context import Context
 from ravepilot_core.dispatch import Dispatcher
 from ravepilot_core.jobs import JobWorker
 
 __all__ = ["Worker"]
+
+OUTSIDE_COMMITS_TIMEOUT = 60.0  # seconds per watch; each loop's own poll covers due retries
 
 
 class Worker:
@@ -17,7 +20,8 @@ class Worker:
     claimed under a lease, so none is done twice at the same time and none is lost.
     """
 
-    def __init__(self, jobs: JobWorker, dispatcher: Dispatcher) -> None:
+    def __init__(self, context: Context, jobs: JobWorker, dispatcher: Dispatcher) -> None:
+        self._ctx = context
         self.jobs = jobs
         self.dispatcher = dispatcher
 
@@ -26,6 +30,13 @@ class Worker:
         async with anyio.create_task_group() as group:
             group.start_soon(self.jobs.run)
             group.start_soon(self.dispatcher.run)
+            group.start_soon(self._relay_outside_commits)
+
+    async def _relay_outside_commits(self) -> None:
+        """Wake both loops when another process (an API server, a worker) commits."""
+        while True:
+            if await self._ctx.storage.wait_for_changes(OUTSIDE_COMMITS_TIMEOUT):
+                self._ctx.wake_worker()
 
     async def run_due(self) -> int:
         """Run one batch of due jobs, then one of due deliveries; return how many in all."""

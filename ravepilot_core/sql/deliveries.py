@@ -210,20 +210,25 @@ class DeliveryQueries:
         """Lease due deliveries endpoint by endpoint, oldest first, each up to its room."""
         now_ms, lease_ms = ms(now), ms(lease_until)
         room = endpoint_room or {}
+        # One index seek per endpoint finds who has work due and since when. A plain read, no
+        # write lock: most wake-ups (a commit somewhere) find nothing to claim, and then cost no
+        # write transaction. Who has work is only a hint; the rows are read and re-checked under
+        # the lock below, and work that appears meanwhile wakes the worker again.
+        heads = await self._all(
+            "SELECT w.id AS endpoint_id, (SELECT MIN(d.next_attempt_at) FROM rp_deliveries d "
+            "WHERE d.endpoint_id = w.id AND d.status = 'pending') AS due "
+            "FROM rp_webhook_endpoints w"
+        )
+        due = sorted(
+            (row["due"], row["endpoint_id"])
+            for row in heads
+            if row["due"] is not None and row["due"] <= now_ms
+        )
+        if not due:
+            return []
         async with self.engine.transaction():
-            # One index seek per endpoint finds who has work due and since when; then each
-            # endpoint's oldest due rows are one seek more. A backlog of one endpoint is never
-            # read to find another's work, and a claim costs the same at any queue length.
-            heads = await self._all(
-                "SELECT w.id AS endpoint_id, (SELECT MIN(d.next_attempt_at) FROM rp_deliveries d "
-                "WHERE d.endpoint_id = w.id AND d.status = 'pending') AS due "
-                "FROM rp_webhook_endpoints w"
-            )
-            due = sorted(
-                (row["due"], row["endpoint_id"])
-                for row in heads
-                if row["due"] is not None and row["due"] <= now_ms
-            )
+            # Then each endpoint's oldest due rows are one seek more. A backlog of one endpoint
+            # is never read to find another's work: a claim costs the same at any queue length.
             ids: list[str] = []
             for _, endpoint_id in due:
                 cap = room.get(endpoint_id, per_endpoint)

@@ -106,7 +106,7 @@ class SQLStorage(DeliveryQueries):
         except Exception as exc:
             raise BackendError(f"storage unreachable: {exc}") from exc
 
-    async def wait_for_changes(self, timeout: float) -> None:
+    async def wait_for_changes(self, timeout: float) -> bool:
         """Watch SQLite's data_version (a cheap counter) every 10 ms; other engines sleep.
 
         Postgres's plugin overrides this with LISTEN/NOTIFY.
@@ -114,11 +114,13 @@ class SQLStorage(DeliveryQueries):
         data_version = getattr(self.engine, "data_version", None)
         if data_version is None:
             await anyio.sleep(timeout)
-            return
+            return False
         seen = data_version()
         with anyio.move_on_after(timeout):
             while data_version() == seen:
                 await anyio.sleep(CHANGE_POLL_SECONDS)
+            return True
+        return False
 
     async def close(self) -> None:
         """Close the engine's connections."""

@@ -200,9 +200,10 @@ class MemoryStorage:
     async def close(self) -> None:
         """Do nothing: the data stays readable, as a closed SQL storage reopens on use."""
 
-    async def wait_for_changes(self, timeout: float) -> None:
+    async def wait_for_changes(self, timeout: float) -> bool:
         """Sleep: no other process shares this storage."""
         await anyio.sleep(timeout)
+        return False
 
     # -- the outbox ----------------------------------------------------------------------------
     def _check_new_events_and_jobs(
