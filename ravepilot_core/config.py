@@ -6,6 +6,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
@@ -36,6 +37,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     secret_key: str | None = None
     allow_private_webhooks: bool = False
     max_body_bytes: int = 1024 * 1024
+    # Webhook requests a worker keeps in flight, in all and to any one endpoint.
+    webhook_concurrency: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 256
+    webhook_per_endpoint: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 64
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

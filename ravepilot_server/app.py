@@ -53,7 +53,11 @@ def create_app(
         try:
             async with anyio.create_task_group() as group:
                 if run_worker:
-                    group.start_soon(instance.worker().run)
+                    worker = instance.worker(
+                        webhook_concurrency=settings.webhook_concurrency,
+                        webhook_per_endpoint=settings.webhook_per_endpoint,
+                    )
+                    group.start_soon(worker.run)
                 yield
                 group.cancel_scope.cancel()
         finally:

@@ -41,6 +41,8 @@ def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             help="RAVEPILOT_ALLOW_PRIVATE_WEBHOOKS (development only)",
         ),
+        click.option("--webhook-concurrency", type=int, help="RAVEPILOT_WEBHOOK_CONCURRENCY"),
+        click.option("--webhook-per-endpoint", type=int, help="RAVEPILOT_WEBHOOK_PER_ENDPOINT"),
     ]
 
     @functools.wraps(command)
@@ -53,6 +55,8 @@ def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "media_url",
             "public_url",
             "allow_private_webhooks",
+            "webhook_concurrency",
+            "webhook_per_endpoint",
         )
         overrides = {name: kwargs.pop(name) for name in names}
         try:
@@ -153,7 +157,10 @@ def worker(settings: Settings) -> None:
         async with anyio.create_task_group() as group:
             await group.start(_stop_on_signal, group.cancel_scope)
             click.echo("worker started; Ctrl-C or SIGTERM to stop", err=True)
-            await ravepilot.worker().run()
+            await ravepilot.worker(
+                webhook_concurrency=settings.webhook_concurrency,
+                webhook_per_endpoint=settings.webhook_per_endpoint,
+            ).run()
 
     _run(settings, work)
     click.echo("worker stopped", err=True)

@@ -31,6 +31,13 @@ def test_defaults_without_environment() -> None:
     assert settings.data_dir == Path("./ravepilot-data")
     assert settings.public_url == "http://127.0.0.1:8000"
     assert settings.allow_private_webhooks is False
+    assert (settings.webhook_concurrency, settings.webhook_per_endpoint) == (256, 64)
+
+
+def test_webhook_concurrency_from_the_environment() -> None:
+    env = {"RAVEPILOT_WEBHOOK_CONCURRENCY": "32", "RAVEPILOT_WEBHOOK_PER_ENDPOINT": "8"}
+    settings = Settings.from_env(env)
+    assert (settings.webhook_concurrency, settings.webhook_per_endpoint) == (32, 8)
 
 
 @pytest.mark.parametrize(
@@ -39,6 +46,8 @@ def test_defaults_without_environment() -> None:
         ({"RAVEPILOT_ALLOW_PRIVATE_WEBHOOKS": "maybe"}, "must be true or false"),
         ({"RAVEPILOT_PUBLIC_URL": "reviews.example.com"}, "must start with http"),
         ({"RAVEPILOT_MAX_BODY_BYTES": "lots"}, "max_body_bytes"),
+        ({"RAVEPILOT_WEBHOOK_PER_ENDPOINT": "0"}, r">= 1 - at `\$.webhook_per_endpoint`"),
+        ({"RAVEPILOT_WEBHOOK_CONCURRENCY": "many"}, "webhook_concurrency"),
     ],
 )
 def test_bad_settings_say_what_to_fix(env: dict[str, str], message: str) -> None:
