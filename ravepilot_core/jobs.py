@@ -87,7 +87,13 @@ class JobWorker:
         """Process jobs forever: woken after each commit, polling as the fallback."""
         while True:
             seen = self._ctx.work.generation
-            if await self.run_due() == 0:
+            try:
+                ran = await self.run_due()
+            except Exception:
+                # Storage trouble: try again after the poll interval rather than stop for good.
+                log.exception("could not claim jobs; retrying")
+                ran = 0
+            if ran == 0:
                 await self._ctx.work.wait(seen, self._poll_interval)
 
     async def run_due(self) -> int:
