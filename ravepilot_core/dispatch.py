@@ -24,6 +24,7 @@ import secrets
 import time
 from collections import defaultdict
 from datetime import datetime, timedelta
+from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
 import aiohttp
@@ -44,7 +45,16 @@ log = logging.getLogger("ravepilot.webhooks")
 DELIVERY_TIMEOUT = 10.0  # seconds: a 2xx within this is a success
 RESPONSE_LOG_BYTES = 2048
 LEASE = timedelta(seconds=60)  # well past the timeout: a live worker never loses a lease
-USER_AGENT = f"RavePilot-Webhooks/{package_version('ravepilot')}"
+
+
+def _user_agent() -> str:
+    try:
+        return f"RavePilot-Webhooks/{package_version('ravepilot')}"
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "RavePilot-Webhooks"
+
+
+USER_AGENT = _user_agent()
 
 
 class Sender:
