@@ -1,15 +1,14 @@
 """The delivery queue in SQL: claims under a lease, batched results, endpoint health, replays.
 
-A mixin of :class:`~ravepilot_core.sql.storage.SQLStorage`, kept apart because it is the one
-hot path of the worker: a claim is one index range scan on ``(status, next_attempt_at)`` plus
-one conditional update, and a batch of results is written in one transaction.
+The base of :class:`~ravepilot_core.sql.storage.SQLStorage`, kept apart because it is the one
+hot path of the worker: a claim is one seek per endpoint with work due plus one conditional
+update by id, and a batch of results is written in one transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 from ravepilot_core.clock import utc_from_ms
 from ravepilot_core.ids import new_id
@@ -20,16 +19,15 @@ from ravepilot_core.models import (
     DeliveryResult,
     DeliveryTask,
     EventRecord,
-    Job,
     WebhookEndpointRecord,
 )
 from ravepilot_core.protocols import DisableNotice
 from ravepilot_core.sql import rows
+from ravepilot_core.sql.statements import Row, SQLStatements, chunks, placeholders
 
 __all__ = ["DeliveryQueries"]
 
 ms = rows.ms
-Row = Mapping[str, Any]
 
 # SQLite allows 32,766 bound parameters per statement and Postgres 32,767; attempt rows have 8.
 _ROWS_PER_INSERT = 500
@@ -42,16 +40,8 @@ _CLAIM_COLUMNS = (
 )
 
 
-def _placeholders(count: int) -> str:
-    return ", ".join(["{}"] * count)
-
-
 # What each outcome leaves in the status column ("retry" waits as pending).
 _STATUS = {"succeeded": "succeeded", "failed": "failed", "retry": "pending", "held": "held"}
-
-
-def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _tasks_from_rows(found: Sequence[Row]) -> list[DeliveryTask]:
@@ -101,28 +91,12 @@ class _EndpointTally:
             self.last = attempt
 
 
-class DeliveryQueries:
+class DeliveryQueries(SQLStatements):
     """The delivery-engine half of the Storage protocol, for SQLStorage."""
 
-    engine: Any
     #: Appended to the SELECT that checks leases before results are written. SQLite's write
     #: transaction already excludes other writers; a dialect with row locks sets " FOR UPDATE".
     lock_rows = ""
-
-    async def _all(self, sql: str, *args: Any) -> list[Row]:  # provided by SQLStorage
-        raise NotImplementedError
-
-    async def _one(self, sql: str, *args: Any) -> Row | None:
-        raise NotImplementedError
-
-    async def _insert(self, table: str, records: Sequence[Row], suffix: str = "") -> list[Row]:
-        raise NotImplementedError
-
-    async def _write_jobs(self, jobs: Sequence[Job]) -> None:
-        raise NotImplementedError
-
-    async def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        raise NotImplementedError
 
     # -- reading -------------------------------------------------------------------------------
     async def get_delivery(self, workspace_id: str, delivery_id: str) -> Delivery | None:
@@ -252,7 +226,7 @@ class DeliveryQueries:
             # SQLite looks the rows up by id instead of range-scanning its due index.
             claimed = await self._all(
                 "UPDATE rp_deliveries SET lease_owner = {}, lease_until = {}, next_attempt_at = {} "
-                f"WHERE id IN ({_placeholders(len(ids))}) "
+                f"WHERE id IN ({placeholders(len(ids))}) "
                 "AND status || '' = 'pending' AND next_attempt_at + 0 <= {} RETURNING id",
                 worker_id,
                 lease_ms,
@@ -267,7 +241,7 @@ class DeliveryQueries:
                 f"SELECT {_CLAIM_COLUMNS} FROM rp_deliveries d "
                 "JOIN rp_events e ON e.id = d.event_id "
                 "JOIN rp_webhook_endpoints w ON w.id = d.endpoint_id "
-                f"WHERE d.id IN ({_placeholders(len(taken))}) ORDER BY d.next_attempt_at, d.id",
+                f"WHERE d.id IN ({placeholders(len(taken))}) ORDER BY d.next_attempt_at, d.id",
                 *taken,
             )
         return _tasks_from_rows(found)
@@ -291,7 +265,7 @@ class DeliveryQueries:
                 for result in applied
                 if result.attempt is not None
             ]
-            for chunk in _chunks(attempts, _ROWS_PER_INSERT):
+            for chunk in chunks(attempts, _ROWS_PER_INSERT):
                 await self._insert("rp_delivery_attempts", chunk, " ON CONFLICT DO NOTHING")
             tallies: dict[str, _EndpointTally] = {}
             attempted = [result for result in applied if result.attempt is not None]
@@ -306,11 +280,11 @@ class DeliveryQueries:
     ) -> list[DeliveryResult]:
         """Settle the deliveries this worker still holds; return the results that applied."""
         held_now: set[str] = set()
-        for chunk in _chunks([r.delivery_id for r in results], _ROWS_PER_INSERT):
+        for chunk in chunks([r.delivery_id for r in results], _ROWS_PER_INSERT):
             found = await self._all(
                 # Expressions, not bare columns: SQLite must look the ids up, not range-scan
                 # every pending row through the (status, next_attempt_at) index.
-                f"SELECT id FROM rp_deliveries WHERE id IN ({_placeholders(len(chunk))}) "
+                f"SELECT id FROM rp_deliveries WHERE id IN ({placeholders(len(chunk))}) "
                 f"AND lease_owner || '' = {{}} AND status || '' = 'pending'{self.lock_rows}",
                 *chunk,
                 worker_id,

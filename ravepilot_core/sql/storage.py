@@ -1,21 +1,19 @@
 """The SQL storage: one implementation for SQLite (here) and Postgres (plugin).
 
-Statements are portable SQL run through Piccolo's ``QueryString``, which binds parameters in each
-engine's own style (``?`` or ``$1``), inside Piccolo's engines and transactions. Piccolo's query
-builder is not used here: building a statement with it costs ~100 µs against ~18 µs for a
-``QueryString``, and an invitation runs eight statements on the request path.
+Statements are portable SQL run through Piccolo's ``QueryString`` (see
+:mod:`ravepilot_core.sql.statements`), inside Piccolo's engines and transactions. The delivery
+queue's half is :mod:`ravepilot_core.sql.deliveries`. Piccolo's query builder is not used
+here: building a statement with it costs ~100 µs against ~18 µs for a ``QueryString``, and an
+invitation runs eight statements on the request path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import anyio
 import msgspec
-from piccolo.engine.base import Engine
-from piccolo.querystring import QueryString
 
 from ravepilot_core.errors import BackendError, Conflict
 from ravepilot_core.ids import new_id
@@ -36,11 +34,11 @@ from ravepilot_core.protocols import JobOutcome
 from ravepilot_core.sql import rows
 from ravepilot_core.sql.deliveries import DeliveryQueries
 from ravepilot_core.sql.migrations import apply_migrations
+from ravepilot_core.sql.statements import placeholders
 
 __all__ = ["SQLStorage"]
 
 ms = rows.ms
-Row = Mapping[str, Any]  # sqlite3.Row on SQLite, dict on Postgres
 CHANGE_POLL_SECONDS = 0.01  # a PRAGMA read: ~100 a second cost nothing measurable
 
 
@@ -49,50 +47,8 @@ def _is_unique_violation(exc: Exception) -> bool:
     return "unique" in text or "duplicate key" in text
 
 
-def _placeholders(count: int) -> str:
-    return ", ".join(["{}"] * count)
-
-
-def _insert(table: str, records: Sequence[Row], suffix: str = "") -> tuple[str, list[Any]]:
-    """``INSERT INTO table (columns) VALUES (...), (...)`` for rows with the same columns."""
-    columns = list(records[0])
-    values = ", ".join(f"({_placeholders(len(columns))})" for _ in records)
-    args = [record[column] for record in records for column in columns]
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}{suffix}", args
-
-
 class SQLStorage(DeliveryQueries):
     """A :class:`~ravepilot_core.protocols.Storage` over a Piccolo engine."""
-
-    def __init__(self, engine: Engine[Any]) -> None:
-        self.engine = engine
-        # Engines may offer run_sql(template, args), a cached-compile fast path (the inline
-        # SQLite engine does); any other Piccolo engine runs a QueryString.
-        self._run_sql = getattr(engine, "run_sql", None)
-        self._run_many = getattr(engine, "run_many", None)
-
-    async def _all(self, sql: str, *args: Any) -> list[Row]:
-        if self._run_sql is not None:
-            found: list[Row] = await self._run_sql(sql, args)
-        else:
-            found = await self.engine.run_querystring(QueryString(sql, *args))
-        return found
-
-    async def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Run ``sql`` once per row of values (batched where the engine can)."""
-        if self._run_many is not None:
-            await self._run_many(sql, rows)
-            return
-        for values in rows:
-            await self.engine.run_querystring(QueryString(sql, *values))
-
-    async def _one(self, sql: str, *args: Any) -> Row | None:
-        found = await self._all(sql, *args)
-        return found[0] if found else None
-
-    async def _insert(self, table: str, records: Sequence[Row], suffix: str = "") -> list[Row]:
-        sql, args = _insert(table, records, suffix)
-        return await self._all(sql, *args)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def migrate(self) -> None:
@@ -141,7 +97,7 @@ class SQLStorage(DeliveryQueries):
             rows.endpoint_from_row(row)
             for row in await self._all(
                 f"SELECT * FROM rp_webhook_endpoints "
-                f"WHERE workspace_id IN ({_placeholders(len(workspace_ids))})",
+                f"WHERE workspace_id IN ({placeholders(len(workspace_ids))})",
                 *workspace_ids,
             )
         ]
@@ -166,10 +122,6 @@ class SQLStorage(DeliveryQueries):
                 )
         if deliveries:
             await self._insert("rp_deliveries", deliveries)
-
-    async def _write_jobs(self, jobs: Sequence[Job]) -> None:
-        if jobs:
-            await self._insert("rp_jobs", [rows.job_row(j) for j in jobs])
 
     # -- workspaces and keys -------------------------------------------------------------------
     async def create_workspace(self, workspace: Workspace, primary_collector: Collector) -> None:
@@ -495,7 +447,7 @@ class SQLStorage(DeliveryQueries):
             claimed = await self._all(
                 "UPDATE rp_jobs SET status = 'running', attempts = attempts + 1, "
                 "lease_owner = {}, lease_until = {} "
-                f"WHERE id IN ({_placeholders(len(ids))}) AND {due} RETURNING *",
+                f"WHERE id IN ({placeholders(len(ids))}) AND {due} RETURNING *",
                 worker_id,
                 ms(lease_until),
                 *ids,

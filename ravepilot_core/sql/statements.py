@@ -1,0 +1,76 @@
+"""Running portable SQL on a Piccolo engine: the base every part of the SQL storage builds on.
+
+Statements are written once with ``{}`` placeholders. Piccolo's ``QueryString`` binds them in
+each engine's own style (``?`` or ``$1``); an engine may also offer ``run_sql`` (a cached-compile
+fast path) and ``run_many`` (``executemany``), as the inline SQLite engine does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from piccolo.engine.base import Engine
+from piccolo.querystring import QueryString
+
+from ravepilot_core.models import Job
+from ravepilot_core.sql import rows
+
+__all__ = ["Row", "SQLStatements", "chunks", "placeholders"]
+
+Row = Mapping[str, Any]  # sqlite3.Row on SQLite, dict on Postgres
+
+
+def placeholders(count: int) -> str:
+    """``{}, {}, ...``: ``count`` placeholders for an ``IN (...)`` or a ``VALUES (...)``."""
+    return ", ".join(["{}"] * count)
+
+
+def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    """``items`` in slices of at most ``size`` (statements have a bound-parameter limit)."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def insert_statement(table: str, records: Sequence[Row], suffix: str = "") -> tuple[str, list[Any]]:
+    """``INSERT INTO table (columns) VALUES (...), (...)`` for rows with the same columns."""
+    columns = list(records[0])
+    values = ", ".join(f"({placeholders(len(columns))})" for _ in records)
+    args = [record[column] for record in records for column in columns]
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}{suffix}", args
+
+
+class SQLStatements:
+    """Runs statements on one engine, through its fast paths where it has them."""
+
+    def __init__(self, engine: Engine[Any]) -> None:
+        self.engine = engine
+        self._run_sql = getattr(engine, "run_sql", None)
+        self._run_many = getattr(engine, "run_many", None)
+
+    async def _all(self, sql: str, *args: Any) -> list[Row]:
+        if self._run_sql is not None:
+            found: list[Row] = await self._run_sql(sql, args)
+        else:
+            found = await self.engine.run_querystring(QueryString(sql, *args))
+        return found
+
+    async def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run ``sql`` once per row of values (batched where the engine can)."""
+        if self._run_many is not None:
+            await self._run_many(sql, rows)
+            return
+        for values in rows:
+            await self.engine.run_querystring(QueryString(sql, *values))
+
+    async def _one(self, sql: str, *args: Any) -> Row | None:
+        found = await self._all(sql, *args)
+        return found[0] if found else None
+
+    async def _insert(self, table: str, records: Sequence[Row], suffix: str = "") -> list[Row]:
+        sql, args = insert_statement(table, records, suffix)
+        return await self._all(sql, *args)
+
+    async def _write_jobs(self, jobs: Sequence[Job]) -> None:
+        """Insert jobs; inside the caller's transaction, with the change that queues them."""
+        if jobs:
+            await self._insert("rp_jobs", [rows.job_row(j) for j in jobs])
