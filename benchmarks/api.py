@@ -47,19 +47,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import BenchmarkAborted, log, process_cpu_seconds
+
 HERE = Path(__file__).resolve().parent
 TARGET_SCENARIO = "invitations"
 TARGET_RATIO = 0.3
 MAX_ERROR_RATE = 0.01
 ERROR_SAMPLES = 5
-
-
-class BenchmarkAborted(Exception):
-    """The measurement is not valid (the server failed, too many errors, ...)."""
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- the data dir and the server ------------------------------------------------------------------
@@ -155,15 +149,6 @@ class Server:
                     self.process.kill()
                 self.process.wait()
         self._log_file.close()
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process (all its threads), from /proc; None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def server_versions() -> dict[str, str]:

@@ -52,29 +52,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from common import BenchmarkAborted, log, process_cpu_seconds
+
 HERE = Path(__file__).resolve().parent
 TARGET_DELIVERIES_PER_SECOND = 5000
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 50.0
 MAX_ERROR_RATE = 0.01
 POLL_SECONDS = 0.1  # how often the throughput phase counts what is still pending
-
-
-class BenchmarkAborted(Exception):
-    """The measurement is not valid (the receiver failed, deliveries failed, ...)."""
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process (all its threads), from /proc; None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def machine_busy_seconds() -> float | None:
