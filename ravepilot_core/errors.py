@@ -18,6 +18,7 @@ without knowing every subclass::
     │   └── BackendNotFound           (500 backend_not_found)    no plugin for a URL scheme
     ├── BackendError                  (503 backend_unavailable)  a backend failed; safe to retry
     └── JobAbandoned                  (500 job_abandoned)  a background job that must not retry
+        └── MailRejected              (500 mail_rejected)  the mail server refused for good (5xx)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "InvalidRequest",
     "InvalidSignature",
     "JobAbandoned",
+    "MailRejected",
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
@@ -142,3 +144,13 @@ class JobAbandoned(RavePilotError):
     """A background job cannot succeed by retrying (its subject is gone); it fails at once."""
 
     code = "job_abandoned"
+
+
+class MailRejected(JobAbandoned):
+    """The mail server refused the message for good (an SMTP 5xx); resending cannot help.
+
+    A mailer raises it with the server's reason; the email job then fails at once and the reason
+    is shown on the submission. Any other exception from a mailer means "try again later".
+    """
+
+    code = "mail_rejected"

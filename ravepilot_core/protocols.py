@@ -57,6 +57,10 @@ class Clock(Protocol):
 class Mailer(Protocol):
     """Sends one email. Raising any exception means "not sent": the job retries with backoff.
 
+    Raise :class:`~ravepilot_core.errors.MailRejected` with the server's reason when retrying
+    cannot help (an SMTP 5xx): the email is marked ``failed`` at once. Prove a mailer with
+    :class:`ravepilot_core.testing.MailerContract`.
+
     Example::
 
         class PrintMailer:

@@ -1,7 +1,7 @@
-"""Test doubles and contract suites: in-memory backends, a frozen clock, the Storage contract.
+"""Test doubles and contract suites: in-memory backends, a frozen clock, the backend contracts.
 
-Everything here imports without pytest except :class:`StorageContract`, which is loaded on first
-use (it is a pytest test class)::
+Everything here imports without pytest except :class:`StorageContract` and :class:`MailerContract`,
+which are loaded on first use (they are pytest test classes)::
 
     from ravepilot_core.testing import FrozenClock, StorageContract, open_memory_storage
 
@@ -25,9 +25,11 @@ from ravepilot_core.testing.memory import (
 
 if TYPE_CHECKING:
     from ravepilot_core.testing.contract import StorageContract
+    from ravepilot_core.testing.mailer_contract import MailerContract
 
 __all__ = [
     "FrozenClock",
+    "MailerContract",
     "MemoryMailer",
     "MemoryStorage",
     "StorageContract",
@@ -36,16 +38,25 @@ __all__ = [
 ]
 
 
+_CONTRACT_MODULES = (
+    "ravepilot_core.testing.contract",
+    "ravepilot_core.testing.delivery_contract",
+    "ravepilot_core.testing.mailer_contract",
+)
+
+
 def __getattr__(name: str) -> Any:
-    # The contract suite imports pytest, which an app using the memory backends may not have.
-    if name == "StorageContract":
-        if "ravepilot_core.testing.contract" not in sys.modules:
+    # The contract suites import pytest, which an app using the memory backends may not have.
+    if name in ("StorageContract", "MailerContract"):
+        if not any(module in sys.modules for module in _CONTRACT_MODULES):
             import pytest
 
-            # Plain asserts in the suite then show both sides when a backend fails one.
-            pytest.register_assert_rewrite(
-                "ravepilot_core.testing.contract", "ravepilot_core.testing.delivery_contract"
-            )
+            # Plain asserts in the suites then show both sides when a backend fails one.
+            pytest.register_assert_rewrite(*_CONTRACT_MODULES)
+        if name == "MailerContract":
+            from ravepilot_core.testing.mailer_contract import MailerContract
+
+            return MailerContract
         from ravepilot_core.testing.contract import StorageContract
 
         return StorageContract

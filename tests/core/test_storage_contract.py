@@ -10,17 +10,21 @@ import pytest
 
 import ravepilot_core.testing
 from ravepilot_core.errors import ConfigurationError
+from ravepilot_core.mime import render_mime
 from ravepilot_core.models import Email
+from ravepilot_core.outbox import open_outbox_mailer
 from ravepilot_core.protocols import Clock, Mailer, Storage
 from ravepilot_core.sql.sqlite import open_sqlite_storage
 from ravepilot_core.testing import (
     FrozenClock,
+    MailerContract,
     MemoryMailer,
     StorageContract,
     open_memory_mailer,
     open_memory_storage,
 )
 from ravepilot_core.testing.contract import T0, at, make_api_key, make_submission, new_workspace
+from ravepilot_core.testing.mailer_contract import Received
 
 
 class TestMemoryStorage(StorageContract):
@@ -153,3 +157,31 @@ async def test_sqlite_hears_commits_of_another_connection_but_not_its_own(tmp_pa
     finally:
         await listener.close()
         await writer.close()
+
+
+class TestMemoryMailer(MailerContract):
+    @pytest.fixture
+    def mailer(self) -> MemoryMailer:
+        return open_memory_mailer("memory://")
+
+    @pytest.fixture
+    def received(self, mailer: MemoryMailer) -> Received:
+        async def read() -> list[bytes]:
+            return [render_mime(email, date=T0) for email in mailer.sent]
+
+        return read
+
+
+class TestOutboxMailer(MailerContract):
+    @pytest.fixture
+    async def mailer(self, tmp_path: Path) -> AsyncIterator[Mailer]:
+        mailer = open_outbox_mailer(f"outbox://{tmp_path}/outbox")
+        yield mailer
+        await mailer.close()
+
+    @pytest.fixture
+    def received(self, tmp_path: Path) -> Received:
+        async def read() -> list[bytes]:
+            return [path.read_bytes() for path in sorted((tmp_path / "outbox").glob("*.eml"))]
+
+        return read
