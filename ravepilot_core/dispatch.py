@@ -129,7 +129,13 @@ class Sender:
                 target_ip = peer_address(response)
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
-                body = (await _read_body(response)).decode("utf-8", "replace")
+                # NUL is replaced too: a receiver may send any bytes, and Postgres text cannot
+                # hold NUL (the attempt log would fail to save, and the delivery be resent).
+                body = (
+                    (await _read_body(response))
+                    .decode("utf-8", "replace")
+                    .replace("\x00", "\ufffd")
+                )
         except TimeoutError:
             error = f"timed out after {self._timeout:g} s"
         except (aiohttp.ClientError, OSError, ValueError) as exc:

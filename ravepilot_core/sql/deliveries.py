@@ -94,10 +94,6 @@ class _EndpointTally:
 class DeliveryQueries(SQLStatements):
     """The delivery-engine half of the Storage protocol, for SQLStorage."""
 
-    #: Appended to the SELECT that checks leases before results are written. SQLite's write
-    #: transaction already excludes other writers; a dialect with row locks sets " FOR UPDATE".
-    lock_rows = ""
-
     # -- reading -------------------------------------------------------------------------------
     async def get_delivery(self, workspace_id: str, delivery_id: str) -> Delivery | None:
         """Select one delivery of the workspace."""
@@ -168,6 +164,8 @@ class DeliveryQueries(SQLStatements):
                     }
                 ],
             )
+            if leased_to is None:
+                await self._announce_work()
         return delivery
 
     # -- the worker's side ---------------------------------------------------------------------
@@ -211,7 +209,7 @@ class DeliveryQueries(SQLStatements):
                     continue
                 found = await self._all(
                     "SELECT id FROM rp_deliveries WHERE endpoint_id = {} AND status = 'pending' "
-                    "AND next_attempt_at <= {} ORDER BY next_attempt_at LIMIT {}",
+                    "AND next_attempt_at <= {} ORDER BY next_attempt_at LIMIT {}" + self.claim_lock,
                     endpoint_id,
                     now_ms,
                     take,
@@ -259,6 +257,7 @@ class DeliveryQueries(SQLStatements):
         if not results:
             return 0
         async with self.engine.transaction():
+            await self._lock_endpoints(sorted({result.endpoint_id for result in results}))
             applied = await self._apply_results(results, worker_id)
             attempts = [
                 rows.attempt_row(result.delivery_id, result.attempt)
@@ -274,6 +273,20 @@ class DeliveryQueries(SQLStatements):
             for endpoint_id, tally in tallies.items():
                 await self._apply_tally(endpoint_id, tally, at, disable_threshold, disable_notice)
         return len(applied)
+
+    async def _lock_endpoints(self, endpoint_ids: Sequence[str]) -> None:
+        """With row locks, lock the endpoints first, in id order, as every writer does.
+
+        Disabling an endpoint locks it and then holds its pending deliveries; writing results
+        locks deliveries and then updates their endpoints. Taking the endpoints first here keeps
+        one lock order, so the two never deadlock.
+        """
+        if self.lock_rows and endpoint_ids:
+            await self._all(
+                "SELECT id FROM rp_webhook_endpoints "
+                f"WHERE id IN ({placeholders(len(endpoint_ids))}) ORDER BY id{self.lock_rows}",
+                *endpoint_ids,
+            )
 
     async def _apply_results(
         self, results: Sequence[DeliveryResult], worker_id: str
@@ -391,6 +404,7 @@ class DeliveryQueries(SQLStatements):
                 delivery_id,
                 workspace_id,
             )
+            await self._announce_work()
             row = await self._one(
                 "SELECT * FROM rp_deliveries WHERE id = {} AND workspace_id = {}",
                 delivery_id,
@@ -400,15 +414,18 @@ class DeliveryQueries(SQLStatements):
 
     async def recover_deliveries(self, endpoint_id: str, *, since: datetime, at: datetime) -> int:
         """Re-queue the endpoint's failed and held deliveries created since ``since``."""
-        updated = await self._all(
-            "UPDATE rp_deliveries SET status = 'pending', next_attempt_at = {}, "
-            "lease_owner = NULL, lease_until = NULL "
-            "WHERE endpoint_id = {} AND status IN ('failed', 'held') AND created_at >= {} "
-            "RETURNING id",
-            ms(at),
-            endpoint_id,
-            ms(since),
-        )
+        async with self.engine.transaction():
+            updated = await self._all(
+                "UPDATE rp_deliveries SET status = 'pending', next_attempt_at = {}, "
+                "lease_owner = NULL, lease_until = NULL "
+                "WHERE endpoint_id = {} AND status IN ('failed', 'held') AND created_at >= {} "
+                "RETURNING id",
+                ms(at),
+                endpoint_id,
+                ms(since),
+            )
+            if updated:
+                await self._announce_work()
         return len(updated)
 
 

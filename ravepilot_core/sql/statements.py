@@ -40,7 +40,17 @@ def insert_statement(table: str, records: Sequence[Row], suffix: str = "") -> tu
 
 
 class SQLStatements:
-    """Runs statements on one engine, through its fast paths where it has them."""
+    """Runs statements on one engine, through its fast paths where it has them.
+
+    Two dialect hooks, empty for SQLite, whose one write transaction at a time already excludes
+    every other writer; an engine with row locks (the Postgres plugin) fills them in.
+    """
+
+    #: Appended to a SELECT that picks rows a claim is about to lease: with row locks,
+    #: " FOR UPDATE SKIP LOCKED" lets concurrent workers pick different rows instead of queueing.
+    claim_lock = ""
+    #: Appended to a SELECT that checks rows before they are updated (" FOR UPDATE").
+    lock_rows = ""
 
     def __init__(self, engine: Engine[Any]) -> None:
         self.engine = engine
@@ -74,3 +84,11 @@ class SQLStatements:
         """Insert jobs; inside the caller's transaction, with the change that queues them."""
         if jobs:
             await self._insert("rp_jobs", [rows.job_row(j) for j in jobs])
+            await self._announce_work()
+
+    async def _announce_work(self) -> None:
+        """Tell workers in other processes that work became due (sent when the caller commits).
+
+        Nothing to do on SQLite: a sleeping worker watches its ``data_version``. The Postgres
+        plugin sends a NOTIFY here.
+        """

@@ -51,9 +51,12 @@ class SQLStorage(DeliveryQueries):
     """A :class:`~ravepilot_core.protocols.Storage` over a Piccolo engine."""
 
     # -- lifecycle ---------------------------------------------------------------------------
+    #: Run first in each migration's transaction, so processes starting together take turns.
+    migration_lock: str | None = None
+
     async def migrate(self) -> None:
         """Apply pending migrations."""
-        await apply_migrations(self.engine)
+        await apply_migrations(self.engine, lock=self.migration_lock)
 
     async def ping(self) -> None:
         """Run a trivial query."""
@@ -122,6 +125,7 @@ class SQLStorage(DeliveryQueries):
                 )
         if deliveries:
             await self._insert("rp_deliveries", deliveries)
+            await self._announce_work()
 
     # -- workspaces and keys -------------------------------------------------------------------
     async def create_workspace(self, workspace: Workspace, primary_collector: Collector) -> None:
@@ -431,19 +435,26 @@ class SQLStorage(DeliveryQueries):
         now_ms = ms(now)
         async with self.engine.transaction():
             # Two index range scans on (status, run_at), not one OR over the whole table:
-            # finished jobs stay in rp_jobs, so a scan would slow down as they pile up.
-            candidates = await self._all(
-                "SELECT id, run_at FROM rp_jobs WHERE status = 'queued' AND run_at <= {} "
-                "UNION ALL "
-                "SELECT id, run_at FROM rp_jobs WHERE status = 'running' AND lease_until < {} "
-                "ORDER BY run_at LIMIT {}",
-                now_ms,
-                now_ms,
-                limit,
-            )
+            # finished jobs stay in rp_jobs, so a scan would slow down as they pile up. Two
+            # statements, because row locks (claim_lock) are not allowed on a UNION.
+            candidates = [
+                *await self._all(
+                    "SELECT id, run_at FROM rp_jobs WHERE status = 'queued' AND run_at <= {} "
+                    f"ORDER BY run_at LIMIT {{}}{self.claim_lock}",
+                    now_ms,
+                    limit,
+                ),
+                *await self._all(
+                    "SELECT id, run_at FROM rp_jobs WHERE status = 'running' AND lease_until < {} "
+                    f"ORDER BY run_at LIMIT {{}}{self.claim_lock}",
+                    now_ms,
+                    limit,
+                ),
+            ]
             if not candidates:
                 return []
-            ids = [row["id"] for row in candidates]
+            candidates.sort(key=lambda row: row["run_at"])
+            ids = [row["id"] for row in candidates[:limit]]
             claimed = await self._all(
                 "UPDATE rp_jobs SET status = 'running', attempts = attempts + 1, "
                 "lease_owner = {}, lease_until = {} "

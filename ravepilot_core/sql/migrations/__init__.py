@@ -26,16 +26,27 @@ def _load(name: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{name}")
 
 
-async def apply_migrations(engine: Engine[Any]) -> list[str]:
-    """Apply every migration not yet recorded; return the ids applied now."""
-    await engine.run_ddl(
-        "CREATE TABLE IF NOT EXISTS rp_schema_migrations "
-        "(id VARCHAR(100) PRIMARY KEY, applied_at BIGINT NOT NULL)"
-    )
+async def apply_migrations(engine: Engine[Any], *, lock: str | None = None) -> list[str]:
+    """Apply every migration not yet recorded; return the ids applied now.
+
+    Args:
+        engine: Where to apply them.
+        lock: A statement run first in each transaction that makes concurrent runners wait for
+            each other (Postgres: an advisory lock; SQLite's write transaction already does).
+    """
+    async with engine.transaction():
+        if lock:
+            await engine.run_ddl(lock)
+        await engine.run_ddl(
+            "CREATE TABLE IF NOT EXISTS rp_schema_migrations "
+            "(id VARCHAR(100) PRIMARY KEY, applied_at BIGINT NOT NULL)"
+        )
     applied_now = []
     for name in MIGRATIONS:
         module = _load(name)
         async with engine.transaction():
+            if lock:
+                await engine.run_ddl(lock)
             # Checked inside the transaction so two processes starting together apply it once.
             done = await engine.run_querystring(
                 QueryString("SELECT id FROM rp_schema_migrations WHERE id = {}", module.ID)
