@@ -29,8 +29,8 @@ __all__ = ["DeliveryQueries"]
 
 ms = rows.ms
 
-# SQLite allows 32,766 bound parameters per statement and Postgres 32,767; attempt rows have 8.
-_ROWS_PER_INSERT = 500
+# Ids checked per lease-check statement (well under the bound-parameter limit).
+_IDS_PER_CHECK = 500
 _CLAIM_COLUMNS = (
     "d.id AS delivery_id, d.workspace_id, d.event_id, d.event_type, d.attempts, "
     "e.payload, w.id, w.url, w.events, w.description, w.active, w.disabled_reason, "
@@ -264,8 +264,7 @@ class DeliveryQueries(SQLStatements):
                 for result in applied
                 if result.attempt is not None
             ]
-            for chunk in chunks(attempts, _ROWS_PER_INSERT):
-                await self._insert("rp_delivery_attempts", chunk, " ON CONFLICT DO NOTHING")
+            await self._insert("rp_delivery_attempts", attempts, " ON CONFLICT DO NOTHING")
             tallies: dict[str, _EndpointTally] = {}
             attempted = [result for result in applied if result.attempt is not None]
             for result in sorted(attempted, key=_attempt_order):
@@ -293,7 +292,7 @@ class DeliveryQueries(SQLStatements):
     ) -> list[DeliveryResult]:
         """Settle the deliveries this worker still holds; return the results that applied."""
         held_now: set[str] = set()
-        for chunk in chunks([r.delivery_id for r in results], _ROWS_PER_INSERT):
+        for chunk in chunks([r.delivery_id for r in results], _IDS_PER_CHECK):
             found = await self._all(
                 # Expressions, not bare columns: SQLite must look the ids up, not range-scan
                 # every pending row through the (status, next_attempt_at) index.

@@ -18,7 +18,9 @@ from ravepilot_core.sql import rows
 
 __all__ = ["Row", "SQLStatements", "chunks", "placeholders"]
 
-Row = Mapping[str, Any]  # sqlite3.Row on SQLite, dict on Postgres
+Row = Mapping[str, Any]  # sqlite3.Row on SQLite, asyncpg.Record on Postgres
+# Bound parameters one statement may have: SQLite allows 32,766, Postgres 32,767.
+MAX_PARAMETERS = 32_766
 
 
 def placeholders(count: int) -> str:
@@ -77,8 +79,14 @@ class SQLStatements:
         return found[0] if found else None
 
     async def _insert(self, table: str, records: Sequence[Row], suffix: str = "") -> list[Row]:
-        sql, args = insert_statement(table, records, suffix)
-        return await self._all(sql, *args)
+        """Insert rows, as many statements as the bound-parameter limit makes necessary."""
+        if not records:
+            return []
+        found: list[Row] = []
+        for chunk in chunks(records, MAX_PARAMETERS // len(records[0])):
+            sql, args = insert_statement(table, chunk, suffix)
+            found.extend(await self._all(sql, *args))
+        return found
 
     async def _write_jobs(self, jobs: Sequence[Job]) -> None:
         """Insert jobs; inside the caller's transaction, with the change that queues them."""

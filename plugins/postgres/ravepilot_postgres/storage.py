@@ -1,0 +1,85 @@
+"""The ``postgresql://`` storage: RavePilot's SQL storage on Postgres.
+
+Everything but the dialect lives in :class:`~ravepilot_core.sql.storage.SQLStorage`; here are the
+parts a database with many concurrent writers needs: claims that take different rows in different
+workers (``FOR UPDATE SKIP LOCKED``), rows checked under lock before results are written,
+migrations serialised by an advisory lock, and ``LISTEN/NOTIFY`` wake-ups.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ravepilot_core.errors import ConfigurationError
+from ravepilot_core.sql.storage import SQLStorage
+from ravepilot_postgres.engine import AsyncpgEngine
+from ravepilot_postgres.notices import CHANNEL, WorkNotices
+
+__all__ = ["PostgresStorage", "open_postgres_storage", "parse_postgres_url"]
+
+# pg_advisory_xact_lock takes a bigint; any fixed number works as long as nothing else uses it.
+_MIGRATION_LOCK_KEY = 0x5241_5645_5049_4C54 & 0x7FFF_FFFF_FFFF_FFFF  # "RAVEPILT"
+_POOL_OPTIONS = {"pool_min": 1, "pool_max": 10}
+
+
+class PostgresStorage(SQLStorage):
+    """A :class:`~ravepilot_core.protocols.Storage` on PostgreSQL (asyncpg pool)."""
+
+    claim_lock = " FOR UPDATE SKIP LOCKED"
+    lock_rows = " FOR UPDATE"
+    migration_lock = f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})"
+
+    def __init__(self, engine: AsyncpgEngine) -> None:
+        super().__init__(engine)
+        self._notices = WorkNotices(engine.dsn)
+
+    async def _announce_work(self) -> None:
+        await self._all(f"SELECT pg_notify('{CHANNEL}', '')")
+
+    async def wait_for_changes(self, timeout: float) -> bool:
+        """Return when another process announces work (NOTIFY), or after ``timeout``."""
+        return await self._notices.wait(timeout)
+
+    async def close(self) -> None:
+        """Stop listening and close the pool."""
+        await self._notices.close()
+        await super().close()
+
+
+def parse_postgres_url(url: str) -> tuple[str, int, int]:
+    """Split RavePilot's pool options off a libpq URL: ``(dsn, pool_min, pool_max)``.
+
+    Every other query parameter (``sslmode``, ``connect_timeout``, ...) is left for asyncpg,
+    which passes unknown ones to the server as settings.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigurationError(f"not a postgresql:// URL: {url!r}")
+    if not parts.hostname and not parts.path.strip("/"):
+        raise ConfigurationError(
+            "postgresql:// needs a server or a database, e.g. "
+            "postgresql://ravepilot:secret@db.internal:5432/ravepilot"
+        )
+    options = dict(_POOL_OPTIONS)
+    kept = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in options:
+            kept.append((name, value))
+            continue
+        if not value.isdigit() or int(value) < 1:
+            raise ConfigurationError(f"{name} in the database URL must be a whole number >= 1")
+        options[name] = int(value)
+    if options["pool_min"] > options["pool_max"]:
+        raise ConfigurationError(
+            f"pool_min ({options['pool_min']}) is larger than pool_max ({options['pool_max']})"
+        )
+    dsn = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(kept)))
+    return dsn, options["pool_min"], options["pool_max"]
+
+
+async def open_postgres_storage(url: str) -> PostgresStorage:
+    """Connect to the database of ``url``; the schema comes from ``migrate()``."""
+    dsn, pool_min, pool_max = parse_postgres_url(url)
+    engine = AsyncpgEngine(dsn, min_size=pool_min, max_size=pool_max)
+    await engine.open()
+    return PostgresStorage(engine)

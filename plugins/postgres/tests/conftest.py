@@ -1,0 +1,49 @@
+"""A fresh schema on the real PostgreSQL for each test, dropped afterwards."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from ravepilot_core.testing.components import require_component
+
+SERVER_URL = os.environ.get(
+    "RAVEPILOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+START_HINT = (
+    f"PostgreSQL is not reachable at {SERVER_URL} (set RAVEPILOT_TEST_POSTGRES_URL, or start it: "
+    "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)"
+)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def _connect() -> asyncpg.Connection | None:
+    try:
+        return await asyncpg.connect(SERVER_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError):
+        return None
+
+
+@pytest.fixture
+async def database_url() -> AsyncIterator[str]:
+    """A URL whose connections work in a new, empty schema (search_path), dropped afterwards."""
+    admin = await _connect()
+    require_component(admin is not None, START_HINT)
+    assert admin is not None
+    schema = f"rp_test_{secrets.token_hex(6)}"
+    try:
+        await admin.execute(f"CREATE SCHEMA {schema}")
+        # asyncpg passes unknown URL parameters to the server as settings.
+        separator = "&" if "?" in SERVER_URL else "?"
+        yield f"{SERVER_URL}{separator}search_path={schema}"
+    finally:
+        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await admin.close()
