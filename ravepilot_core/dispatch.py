@@ -45,6 +45,9 @@ log = logging.getLogger("ravepilot.webhooks")
 DELIVERY_TIMEOUT = 10.0  # seconds: a 2xx within this is a success
 RESPONSE_LOG_BYTES = 2048
 LEASE = timedelta(seconds=60)  # well past the timeout: a live worker never loses a lease
+# A batch of results that cannot be written is tried again for about 7 s (0.2, 0.4, ... 2 s).
+RESULT_WRITE_RETRIES = 6
+RESULT_WRITE_BACKOFF = 0.1
 
 
 def _user_agent() -> str:
@@ -371,6 +374,7 @@ class Dispatcher:
                 await self._write_results()
 
     async def _write_results(self) -> None:
+        failures = 0
         while self._results:
             batch, self._results = self._results, []
             try:
@@ -382,7 +386,17 @@ class Dispatcher:
                     disable_notice=webhook_disabled_job,
                 )
             except Exception:
-                # Not lost: the leases expire and the deliveries are attempted again.
-                log.exception("could not record %d delivery results", len(batch))
+                failures += 1
+                if failures > RESULT_WRITE_RETRIES:
+                    # Not lost: the leases expire and the deliveries are attempted again.
+                    log.exception("could not record %d delivery results", len(batch))
+                    failures = 0
+                    continue
+                # A database restart or failover: writing again is safe (only rows this
+                # worker still leases are updated) and saves sending them all again.
+                log.warning("could not record %d delivery results; retrying", len(batch))
+                self._results = batch + self._results
+                await anyio.sleep(min(RESULT_WRITE_BACKOFF * 2**failures, 2.0))
                 continue
+            failures = 0
             self._metrics.observe_results(batch)

@@ -145,6 +145,8 @@ def _environment_for(settings: Settings) -> dict[str, str]:
         "RAVEPILOT_MEDIA_URL": settings.resolved_media_url,
         "RAVEPILOT_PUBLIC_URL": settings.public_url,
         "RAVEPILOT_ALLOW_PRIVATE_WEBHOOKS": str(settings.allow_private_webhooks).lower(),
+        "RAVEPILOT_WEBHOOK_CONCURRENCY": str(settings.webhook_concurrency),
+        "RAVEPILOT_WEBHOOK_PER_ENDPOINT": str(settings.webhook_per_endpoint),
     }
 
 

@@ -17,12 +17,20 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from aiohttp import web
 
-from ravepilot_core import Conflict, InvalidSignature, RavePilot, WebhookChanges, Workspace
+from ravepilot_core import (
+    BackendError,
+    Conflict,
+    InvalidSignature,
+    RavePilot,
+    WebhookChanges,
+    Workspace,
+)
 from ravepilot_core.dispatch import Dispatcher, Sender
 from ravepilot_core.metrics import Metrics
 from ravepilot_core.models import Delivery, WebhookEndpoint
@@ -735,6 +743,38 @@ async def test_stopping_the_worker_finishes_and_records_started_attempts(
     for delivery in recorded:
         [attempt] = (await rp.webhooks.delivery(workspace.id, delivery.id)).attempt_log
         assert attempt.response_body == "done"
+
+
+async def test_results_that_fail_to_save_are_written_again_not_sent_again(
+    rp: RavePilot,
+    workspace: Workspace,
+    stack: AsyncExitStack,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hook = await serve(stack)
+    endpoint, _ = await register(rp, workspace, hook.url)
+    await emit(rp, workspace.id, 3)
+    storage = rp.context.storage
+    record = storage.record_delivery_results
+    failures = [BackendError("PostgreSQL could not run a statement: connection lost; retry")] * 2
+
+    async def flaky(*args: Any, **kwargs: Any) -> int:
+        if failures:
+            raise failures.pop()
+        return await record(*args, **kwargs)
+
+    monkeypatch.setattr(storage, "record_delivery_results", flaky)
+    monkeypatch.setattr("ravepilot_core.dispatch.RESULT_WRITE_BACKOFF", 0.001)
+    assert await rp.worker().dispatcher.run_due() == 3
+
+    assert failures == []
+    assert sorted(hook.delivery_ids()) == sorted(
+        d.id for d in await deliveries(rp, workspace, endpoint.id)
+    )
+    recorded = await deliveries(rp, workspace, endpoint.id)
+    assert [(d.status, d.attempts) for d in recorded] == [("succeeded", 1)] * 3
+    assert caplog.text.count("could not record 3 delivery results; retrying") == 2
 
 
 # -- 13. the URL policy again at delivery time ---------------------------------------------------

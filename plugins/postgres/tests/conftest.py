@@ -33,17 +33,28 @@ async def _connect() -> asyncpg.Connection | None:
 
 
 @pytest.fixture
-async def database_url() -> AsyncIterator[str]:
+async def admin() -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection to the test server, for looking behind the storage's back."""
+    connection = await _connect()
+    require_component(connection is not None, START_HINT)
+    assert connection is not None
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+def schema() -> str:
+    """The name of this test's schema; also its connections' application_name."""
+    return f"rp_test_{secrets.token_hex(6)}"
+
+
+@pytest.fixture
+async def database_url(admin: asyncpg.Connection, schema: str) -> AsyncIterator[str]:
     """A URL whose connections work in a new, empty schema (search_path), dropped afterwards."""
-    admin = await _connect()
-    require_component(admin is not None, START_HINT)
-    assert admin is not None
-    schema = f"rp_test_{secrets.token_hex(6)}"
     try:
         await admin.execute(f"CREATE SCHEMA {schema}")
         # asyncpg passes unknown URL parameters to the server as settings.
         separator = "&" if "?" in SERVER_URL else "?"
-        yield f"{SERVER_URL}{separator}search_path={schema}"
+        yield f"{SERVER_URL}{separator}search_path={schema}&application_name={schema}"
     finally:
         await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await admin.close()
