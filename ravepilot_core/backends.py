@@ -89,7 +89,13 @@ def _find_factory(kind: BackendKind, url: str) -> Any:
             f"{kind} scheme {scheme}:// is claimed by several distributions: "
             f"{', '.join(distributions)}; uninstall all but one"
         )
-    return candidates[0].load()
+    try:
+        return candidates[0].load()
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(
+            f"the {kind} backend for {scheme}:// from {distributions[0]} failed to load "
+            f"({candidates[0].value}): {exc}; reinstall or upgrade that distribution"
+        ) from exc
 
 
 async def open_backend(kind: BackendKind, url: str) -> Any:

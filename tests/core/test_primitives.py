@@ -7,13 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ravepilot_core import BackendNotFound, ConfigurationError, InvalidRequest
-from ravepilot_core.backends import open_backend
+from ravepilot_core import ConfigurationError, InvalidRequest
 from ravepilot_core.crypto import Keyring, hash_secret, new_api_key, new_webhook_secret
 from ravepilot_core.events import EVENT_TYPES, validate_event_selection
 from ravepilot_core.ids import new_id
 from ravepilot_core.invitations import normalise_email, normalise_phone
-from ravepilot_core.testing import MemoryStorage
 from ravepilot_core.urlpolicy import check_webhook_url, is_public_address
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -134,26 +132,3 @@ def test_emails_are_validated_and_lowercased() -> None:
     assert normalise_email("  Marjorie@ACME.com ") == "marjorie@acme.com"
     with pytest.raises(InvalidRequest, match="customer_email"):
         normalise_email("marjorie at acme")
-
-
-async def unpackaged_storage(url: str) -> MemoryStorage:
-    """A factory reached through the module:factory escape hatch (async factories work too)."""
-    assert url == f"{__name__}:unpackaged_storage"
-    return MemoryStorage()
-
-
-@pytest.mark.anyio
-async def test_backend_discovery() -> None:
-    assert isinstance(await open_backend("storage", "memory://"), MemoryStorage)
-    escape_hatch = await open_backend("storage", f"{__name__}:unpackaged_storage")
-    assert isinstance(escape_hatch, MemoryStorage)
-    with pytest.raises(
-        BackendNotFound, match=r"no storage backend for s3://.*installed: memory, sqlite"
-    ):
-        await open_backend("storage", "s3://bucket")
-    with pytest.raises(BackendNotFound, match="pip install ravepilot-smtp"):
-        await open_backend("mailer", "smtp://localhost")
-    with pytest.raises(ConfigurationError, match="no scheme"):
-        await open_backend("storage", "just-a-path.db")
-    with pytest.raises(ConfigurationError, match="cannot load"):
-        await open_backend("storage", "nowhere.module:factory")

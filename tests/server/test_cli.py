@@ -95,11 +95,10 @@ def test_plugins_lists_the_embedded_defaults(cli: CliRunner) -> None:
 
 
 def test_unknown_backend_scheme_names_what_is_installed(cli: CliRunner) -> None:
-    result = cli.invoke(main, ["migrate", "--database-url", "postgresql://localhost/rp"])
+    result = cli.invoke(main, ["migrate", "--database-url", "mysql://localhost/rp"])
     assert result.exit_code == 1
-    assert "no storage backend for postgresql://" in result.output
+    assert "no storage backend for mysql://" in result.output
     assert "sqlite" in result.output
-    assert "pip install ravepilot-postgres" in result.output
 
 
 def _free_port() -> int:
