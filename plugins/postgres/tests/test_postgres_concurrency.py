@@ -183,7 +183,7 @@ async def test_bulk_writes_beyond_the_parameter_limit_are_chunked(
 
 async def test_an_unreachable_server_is_a_clear_backend_error() -> None:
     with pytest.raises(BackendError, match="PostgreSQL could not be reached"):
-        await open_postgres_storage("postgresql://postgres@127.0.0.1:1/test?connect_timeout=2")
+        await open_postgres_storage("postgresql://postgres@127.0.0.1:1/test")
 
 
 def test_pool_options_are_taken_off_the_url_and_the_rest_left_for_asyncpg() -> None:
