@@ -48,6 +48,7 @@ _TRANSIENT = (
     TimeoutError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.InterfaceError,  # "connection is closed", released mid-query
+    asyncpg.exceptions.InternalClientError,  # a terminated connection's protocol state
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
@@ -60,6 +61,9 @@ _TRANSIENT = (
 _DEAD_CONNECTION = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.InterfaceError,
+    # What asyncpg raises when the server's "terminating connection" notice arrived on an idle
+    # connection before the next statement was prepared.
+    asyncpg.exceptions.InternalClientError,
     ConnectionResetError,
     BrokenPipeError,
 )
@@ -105,8 +109,14 @@ class AsyncpgEngine(PostgresEngine):
 
     async def open(self) -> None:
         """Create the connection pool (connects ``min_size`` connections now)."""
-        with translate_errors("be reached to open the connection pool"):
-            await self.start_connection_pool()
+        try:
+            with translate_errors("be reached to open the connection pool"):
+                await self.start_connection_pool()
+        except asyncpg.PostgresError as exc:
+            # A wrong database name, user or password: retrying will not help, the URL must change.
+            raise ConfigurationError(
+                f"PostgreSQL refused the connection: {exc}; check RAVEPILOT_DATABASE_URL"
+            ) from None
         found = await self.run_sql("SELECT current_setting('server_version_num')::int AS v", ())
         version = found[0]["v"]
         if version < MIN_SERVER_VERSION:

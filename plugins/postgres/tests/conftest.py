@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from postgres_server import SERVER_URL, START_HINT
 
 from ravepilot_core.testing.components import require_component
-
-SERVER_URL = os.environ.get(
-    "RAVEPILOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-START_HINT = (
-    f"PostgreSQL is not reachable at {SERVER_URL} (set RAVEPILOT_TEST_POSTGRES_URL, or start it: "
-    "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)"
-)
 
 
 @pytest.fixture

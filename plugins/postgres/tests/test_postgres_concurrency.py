@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import anyio
 import asyncpg
 import pytest
+from postgres_server import SERVER_URL
 
 from ravepilot_core.errors import BackendError, ConfigurationError
 from ravepilot_core.sql.migrations import MIGRATIONS
@@ -207,3 +209,9 @@ def test_pool_options_are_taken_off_the_url_and_the_rest_left_for_asyncpg() -> N
 def test_bad_urls_say_what_to_fix(url: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         parse_postgres_url(url)
+
+
+async def test_a_database_that_does_not_exist_is_a_configuration_error(admin: object) -> None:
+    missing = urlsplit(SERVER_URL)._replace(path="/no_such_database_here").geturl()
+    with pytest.raises(ConfigurationError, match="does not exist; check RAVEPILOT_DATABASE_URL"):
+        await open_postgres_storage(missing)
