@@ -13,14 +13,17 @@ Scenarios, run in this order against ONE server process in ONE run:
 The server is ``benchmarks/noop_app.py`` (``create_app(settings)`` plus the no-op route) in a
 subprocess, served like ``ravepilot serve``: uvicorn, one process, its defaults (httptools and
 uvloop when installed), worker on, SQLite and the outbox mailer in a fresh temporary data dir that
-is initialised like the CLI does (``default`` workspace plus an all-scope key). The load client is
-aiohttp in this process: one session, keep-alive, ``--concurrency`` connections.
+is initialised like the CLI does (``default`` workspace plus an all-scope key). With --database
+postgres the storage is a fresh schema on a PostgreSQL server instead (see database.py), dropped
+at exit. The load client is aiohttp in this process: one session, keep-alive, ``--concurrency``
+connections.
 
 Target (design: benchmarks report ratios and never gate): invitations >= 0.3x no-op req/s. The
 exit code is 0 whether the target is met or missed; it is non-zero only when the measurement
 itself is invalid (server did not start, more than 1% errors, ...).
 
     python benchmarks/api.py --duration 10
+    python benchmarks/api.py --database postgres --duration 5
     python benchmarks/api.py --requests 5000 --json
     python benchmarks/api.py --profile 2000        # cProfile POST /v1/invitations in-process
     python benchmarks/api.py --profile 2000 --profiler pyinstrument   # sampling; needs pyinstrument
@@ -48,6 +51,13 @@ from pathlib import Path
 from typing import Any
 
 from common import BenchmarkAborted, log, process_cpu_seconds
+from database import (
+    DEFAULT_POSTGRES_URL,
+    BenchDatabase,
+    add_database_arguments,
+    postgres_cpu_seconds,
+    postgres_cpu_since,
+)
 
 HERE = Path(__file__).resolve().parent
 TARGET_SCENARIO = "invitations"
@@ -59,15 +69,17 @@ ERROR_SAMPLES = 5
 # -- the data dir and the server ------------------------------------------------------------------
 
 
-def initialise_data_dir(data_dir: Path) -> str:
+def initialise_data_dir(data_dir: Path, database_url: str | None = None) -> str:
     """Create the schema, the ``default`` workspace and an all-scope key, as ``ravepilot serve``."""
     import anyio
 
     from ravepilot_core import RavePilot, Settings
     from ravepilot_server.cli import initialise
 
+    settings = Settings(data_dir=data_dir, database_url=database_url)
+
     async def run() -> str | None:
-        async with await RavePilot.from_settings(Settings(data_dir=data_dir)) as ravepilot:
+        async with await RavePilot.from_settings(settings) as ravepilot:
             return await initialise(ravepilot)
 
     key = anyio.run(run)
@@ -85,7 +97,14 @@ def free_port() -> int:
 class Server:
     """``benchmarks/noop_app.py`` in a subprocess; stopped (SIGINT, then SIGKILL) on exit."""
 
-    def __init__(self, data_dir: Path, *, access_log: bool, worker: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        access_log: bool,
+        worker: bool = True,
+        environment: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -103,8 +122,12 @@ class Server:
             command.append("--no-worker")
         if not access_log:
             command.append("--no-access-log")
+        # RAVEPILOT_* of the calling shell do not leak in: only what the run configures.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAVEPILOT_")}
+        env.update(environment or {})
         self.process = subprocess.Popen(
             command,
+            env=env,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -192,6 +215,7 @@ class Result:
     extra: dict[str, Any] = field(default_factory=dict)
     server_cpu: float | None = None  # % of one core over the measured window
     client_cpu: float | None = None
+    postgres_cpu: float | None = None  # every process named postgres (--database postgres)
 
     @property
     def rps(self) -> float:
@@ -318,7 +342,16 @@ def check(result: Result) -> None:
 
 
 async def benchmark(
-    args: argparse.Namespace, data_dir: Path, key: str, server: Server
+    args: argparse.Namespace, data_dir: Path, key: str, server: Server, db: BenchDatabase
+) -> dict[str, Any]:
+    try:
+        return await _benchmark(args, data_dir, key, server, db)
+    finally:
+        await db.close()
+
+
+async def _benchmark(
+    args: argparse.Namespace, data_dir: Path, key: str, server: Server, db: BenchDatabase
 ) -> dict[str, Any]:
     import aiohttp
 
@@ -341,6 +374,7 @@ async def benchmark(
         ),
     ]
 
+    await db.other_clients()  # opens the benchmark's own connection before any window
     connector = aiohttp.TCPConnector(limit=args.concurrency, limit_per_host=args.concurrency)
     timeout = aiohttp.ClientTimeout(total=60)
     results: list[Result] = []
@@ -370,6 +404,7 @@ async def benchmark(
             number += warm.requests
             check(warm)
             emails_before = count_emails(outbox)
+            postgres_before = postgres_cpu_seconds() if db.is_postgres else None
             server_cpu_before = process_cpu_seconds(server.process.pid)
             client_cpu_before = time.process_time()
             what = f"{args.requests} requests" if args.requests else f"{args.duration:g} s"
@@ -388,6 +423,10 @@ async def benchmark(
             result.client_cpu = 100 * (time.process_time() - client_cpu_before) / result.seconds
             if server_cpu_before is not None and server_cpu_after is not None:
                 result.server_cpu = 100 * (server_cpu_after - server_cpu_before) / result.seconds
+            if postgres_before is not None:
+                used = postgres_cpu_since(postgres_before)
+                postgres = sum(used[pid] for pid in used.keys() - await db.other_clients())
+                result.postgres_cpu = 100 * postgres / result.seconds
             check(result)
             if scenario is invitations and not args.no_worker:
                 created = warm.statuses["201"] + result.statuses["201"]
@@ -430,8 +469,14 @@ async def benchmark(
     load_before = args.load_before
     target = next(r for r in results if r.scenario == TARGET_SCENARIO)
     target_ratio = target.rps / baseline if baseline else 0.0
+    versions = server_versions()
+    database: dict[str, Any] = {"database": db.kind}
+    if db.is_postgres:
+        database["schema"] = db.schema
+        versions["postgres"] = await db.server_version()
     return {
         "settings": {
+            **database,
             "concurrency": args.concurrency,
             "warmup_seconds": args.warmup,
             "duration_seconds": None if args.requests else args.duration,
@@ -440,7 +485,7 @@ async def benchmark(
             "worker": not args.no_worker,
             "cpus": os.cpu_count(),
             "load_average_before": load_before,
-            "server": server_versions(),
+            "server": versions,
             "client": f"aiohttp, {'uvloop' if _uvloop() else 'asyncio'} loop",
         },
         "scenarios": [
@@ -456,6 +501,11 @@ async def benchmark(
                 "ratio_to_noop": round(r.rps / baseline, 3) if baseline else None,
                 "server_cpu_percent": None if r.server_cpu is None else round(r.server_cpu),
                 "client_cpu_percent": round(r.client_cpu) if r.client_cpu is not None else None,
+                **(
+                    {"postgres_cpu_percent": round(r.postgres_cpu)}
+                    if r.postgres_cpu is not None
+                    else {}
+                ),
                 "statuses": dict(r.statuses),
                 **(
                     {
@@ -487,12 +537,17 @@ def render_table(report: dict[str, Any]) -> str:
         if s["requests_per_scenario"]
         else f"{s['duration_seconds']:g} s"
     )
+    postgres = s.get("database") == "postgres"
+    if postgres:
+        database = f"PostgreSQL {server['postgres']} (schema {s['schema']}) + outbox mailer"
+    else:
+        database = "SQLite + outbox mailer"
     lines = [
         "RavePilot API benchmark",
         f"  server: uvicorn {server['uvicorn']} ({server['http']}, {server['loop']}), 1 process, "
         f"litestar {server['litestar']}, python {server['python']}, "
         f"{'worker in-process' if s['worker'] else 'NO worker (emails stay queued)'}, "
-        f"SQLite + outbox mailer in a temp dir, access log {'on' if s['access_log'] else 'off'}",
+        f"{database} in a temp dir, access log {'on' if s['access_log'] else 'off'}",
         f"  client: {s['client']}, {s['concurrency']} keep-alive connections, "
         f"{s['warmup_seconds']:g} s warm-up then {measure} per scenario; {s['cpus']} CPUs shared "
         "by client and server",
@@ -514,6 +569,7 @@ def render_table(report: dict[str, Any]) -> str:
         "vs no-op",
         "server CPU",
         "client CPU",
+        *(("pg CPU",) if postgres else ()),
     )
 
     def percent(value: int | None) -> str:
@@ -529,6 +585,7 @@ def render_table(report: dict[str, Any]) -> str:
             f"{r['ratio_to_noop']:.2f}x",
             percent(r["server_cpu_percent"]),
             percent(r["client_cpu_percent"]),
+            *((percent(r.get("postgres_cpu_percent")),) if postgres else ()),
         )
         for r in report["scenarios"]
     ]
@@ -560,7 +617,8 @@ def render_table(report: dict[str, Any]) -> str:
         f"target: POST /v1/invitations >= {t['min_ratio_to_noop']:.1f}x no-op req/s: "
         f"{verdict} ({t['ratio']:.2f}x)",
         "(benchmarks do not gate: the exit code is 0 either way; CPU columns are % of one core"
-        " over the measured window, server = all threads of the uvicorn process)",
+        " over the measured window, server = all threads of the uvicorn process"
+        + (", pg = every process named postgres)" if postgres else ")"),
     ]
     return "\n".join(lines)
 
@@ -608,7 +666,14 @@ def run_async(coro: Awaitable[Any]) -> Any:
 # -- in-process profile of POST /v1/invitations ----------------------------------------------------
 
 
-def profile_invitations(requests: int, concurrency: int, top: int, profiler_name: str) -> None:
+def profile_invitations(
+    requests: int,
+    concurrency: int,
+    top: int,
+    profiler_name: str,
+    database: str = "sqlite",
+    postgres_url: str | None = None,
+) -> None:
     """Profile ``requests`` invitations through httpx's ASGI transport (worker on, same loop).
 
     ``cprofile`` (stdlib) counts calls exactly but inflates code made of many small Python calls
@@ -642,9 +707,11 @@ def profile_invitations(requests: int, concurrency: int, top: int, profiler_name
         enable, disable = tracer.enable, tracer.disable
 
     data_dir = Path(tempfile.mkdtemp(prefix="ravepilot-profile-"))
+    db = BenchDatabase(database, data_dir, postgres_url or DEFAULT_POSTGRES_URL)
     try:
-        api_key = initialise_data_dir(data_dir)
-        app = build_app(Settings(data_dir=data_dir))
+        db.create()
+        api_key = initialise_data_dir(data_dir, db.url)
+        app = build_app(Settings(data_dir=data_dir, database_url=db.url))
         headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
         outbox = data_dir / "outbox"
 
@@ -695,6 +762,8 @@ def profile_invitations(requests: int, concurrency: int, top: int, profiler_name
                 os.close(saved_stderr)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+        with contextlib.suppress(BenchmarkAborted):
+            db.drop()
 
     if profiler_name == "none":
         print(
@@ -870,7 +939,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=120.0,
         help="seconds to wait for the worker to send the queued emails before submissions (120)",
     )
-    parser.add_argument("--keep", action="store_true", help="keep the temp data dir and server log")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temp data dir, the server log and the Postgres schema",
+    )
+    add_database_arguments(parser)
     parser.add_argument(
         "--profile",
         type=int,
@@ -899,7 +973,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         try:
             profile_invitations(
-                args.profile, min(args.concurrency, args.profile), args.top, args.profiler
+                args.profile,
+                min(args.concurrency, args.profile),
+                args.top,
+                args.profiler,
+                args.database,
+                args.postgres_url,
             )
         except BenchmarkAborted as exc:
             log(f"profile aborted: {exc}")
@@ -913,14 +992,23 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, terminate)
 
     data_dir = Path(tempfile.mkdtemp(prefix="ravepilot-bench-"))
+    db = BenchDatabase(args.database, data_dir, args.postgres_url)
     server: Server | None = None
     try:
         args.load_before = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
         log(f"data dir {data_dir}; initialising ...")
-        key = initialise_data_dir(data_dir)
-        server = Server(data_dir, access_log=not args.no_access_log, worker=not args.no_worker)
+        db.create()
+        if db.is_postgres:
+            log(f"database: {db.url}")
+        key = initialise_data_dir(data_dir, db.url)
+        server = Server(
+            data_dir,
+            access_log=not args.no_access_log,
+            worker=not args.no_worker,
+            environment=db.environment(),
+        )
         log(f"server pid {server.process.pid} on {server.base_url}")
-        report = run_async(benchmark(args, data_dir, key, server))
+        report = run_async(benchmark(args, data_dir, key, server, db))
     except BenchmarkAborted as exc:
         log(f"benchmark aborted: {exc}")
         return 1
@@ -931,9 +1019,12 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
         if args.keep:
-            log(f"kept {data_dir} (server log: {data_dir / 'server.log'})")
+            kept = f" and the schema {db.schema}" if db.is_postgres else ""
+            log(f"kept {data_dir} (server log: {data_dir / 'server.log'}){kept}")
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
+            with contextlib.suppress(BenchmarkAborted):
+                db.drop()
     if args.json:
         print(json.dumps(report, indent=2))
     else:

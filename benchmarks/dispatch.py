@@ -10,7 +10,9 @@ Phases, in this order, in ONE run against ONE receiver process:
                 requests in flight as the worker can have, for --duration seconds
     throughput  start the worker (``rp.worker().run()``, in this process) and time until every
                 delivery of the backlog is recorded succeeded: deliveries/s end to end
-                (event created -> receiver answered 200 -> result recorded)
+                (event created -> receiver answered 200 -> result recorded); with
+                --worker-processes N, N ``ravepilot worker`` processes started before the
+                backlog and stopped (SIGSTOP) until now are continued (SIGCONT) instead
     ceiling     the same window again; the ratio is against the mean of the two, and their
                 spread says how steady the machine was
     latency     with the worker running, create --rate invitations a second (open loop, paced
@@ -19,7 +21,8 @@ Phases, in this order, in ONE run against ONE receiver process:
 
 The receiver is ``benchmarks/receiver.py`` in a subprocess (its own core): a bare asyncio
 Protocol with httptools on uvloop that answers ``200 OK`` and records (delivery id, receipt
-time). The core runs on SQLite (the embedded default) in a fresh temporary data dir.
+time). The core runs on SQLite (the embedded default) in a fresh temporary data dir, or with
+--database postgres in a fresh schema on a PostgreSQL server (see database.py), dropped at exit.
 
 Targets (from the issue, on this 2-core machine with SQLite): >= 5,000 deliveries/s sustained,
 >= 0.5x the raw ceiling, p99 <= 50 ms at 1,000 events/s. The script prints PASS/MISS and exits 0
@@ -29,6 +32,7 @@ deliveries failed or went missing, the backlog did not drain in time, ...).
     python benchmarks/dispatch.py
     python benchmarks/dispatch.py --backlog 60000 --json
     python benchmarks/dispatch.py --profile py-spy      # where the worker's CPU goes
+    python benchmarks/dispatch.py --database postgres --worker-processes 2
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from common import BenchmarkAborted, log, process_cpu_seconds
+from database import BenchDatabase, add_database_arguments, postgres_cpu_seconds, postgres_cpu_since
 
 HERE = Path(__file__).resolve().parent
 TARGET_DELIVERIES_PER_SECOND = 5000
@@ -77,22 +82,35 @@ def machine_busy_seconds() -> float | None:
 class CpuMeter:
     """CPU used between start() and stop(), as % of one core: this process (the worker or the
     raw client), the receiver, and everything else on the machine (other processes share these
-    two cores and move the figures; a large "others" figure flags a noisy window)."""
+    two cores and move the figures; a large "others" figure flags a noisy window).
 
-    def __init__(self, receiver_pid: int) -> None:
+    With worker processes and on Postgres it also measures those: each worker process, and every
+    process named ``postgres`` except other clients' backends (that is the server, its background
+    processes and this run's backends).
+    """
+
+    def __init__(self, receiver_pid: int, db: BenchDatabase) -> None:
         self._pid = receiver_pid
+        self._db = db
+        self.worker_pids: list[int] = []  # `ravepilot worker` processes, once they run
         self._wall = 0.0
         self._own = 0.0
         self._receiver: float | None = None
         self._machine: float | None = None
+        self._workers: list[float | None] = []
+        self._postgres: dict[int, float] = {}
 
     def start(self) -> None:
         self._wall = time.perf_counter()
         self._own = time.process_time()
         self._receiver = process_cpu_seconds(self._pid)
         self._machine = machine_busy_seconds()
+        self._workers = [process_cpu_seconds(pid) for pid in self.worker_pids]
+        if self._db.is_postgres:
+            self._postgres = postgres_cpu_seconds()
 
-    def stop(self) -> dict[str, float | None]:
+    async def stop(self) -> dict[str, Any]:
+        other_clients = await self._db.other_clients()  # a query: before the clock stops
         wall = time.perf_counter() - self._wall
         own = 100 * (time.process_time() - self._own) / wall
         receiver = machine = None
@@ -101,13 +119,44 @@ class CpuMeter:
             receiver = 100 * (receiver_now - self._receiver) / wall
         if machine_now is not None and self._machine is not None:
             machine = 100 * (machine_now - self._machine) / wall
-        others = None if machine is None or receiver is None else max(0, machine - own - receiver)
+        measured: dict[str, Any] = {}
+        accounted = own + (receiver or 0.0)
+        if self.worker_pids:
+            seconds = [
+                _cpu_since(pid, before)
+                for pid, before in zip(self.worker_pids, self._workers, strict=True)
+            ]
+            total = sum(s or 0.0 for s in seconds)
+            measured["workers_cpu_seconds"] = [_round(s, 3) for s in seconds]
+            measured["workers_cpu"] = round(100 * total / wall)
+            accounted += 100 * total / wall
+        if self._db.is_postgres:
+            used = postgres_cpu_since(self._postgres)
+            # The benchmark's own reads (the pending count, ten times a second) apart: they are
+            # the measurement's cost, not the worker's.
+            counting = used.pop(self._db.backend_pid or -1, 0.0)
+            postgres = sum(used[pid] for pid in used.keys() - other_clients)
+            measured["postgres_cpu_seconds"] = round(postgres, 3)
+            measured["postgres_cpu"] = round(100 * postgres / wall)
+            measured["counting_postgres_cpu_seconds"] = round(counting, 3)
+            accounted += 100 * (postgres + counting) / wall
+        if measured and receiver_now is not None and self._receiver is not None:
+            measured["receiver_cpu_seconds"] = round(receiver_now - self._receiver, 3)
+        others = None if machine is None or receiver is None else max(0, machine - accounted)
+        if measured and others is not None:
+            measured["others_cpu_seconds"] = round(others * wall / 100, 3)
         return {
             "bench_cpu_seconds": round(own * wall / 100, 3),
             "bench_cpu": round(own),
             "receiver_cpu": _round(receiver, 0),
             "others_cpu": _round(others, 0),
+            **measured,
         }
+
+
+def _cpu_since(pid: int, before: float | None) -> float | None:
+    now = process_cpu_seconds(pid)
+    return None if now is None or before is None else now - before
 
 
 def _round(value: float | None, digits: int = 1) -> float | None:
@@ -209,15 +258,21 @@ async def control(session: Any, receiver: Receiver, path: str) -> dict[str, Any]
 
 
 class Profiler:
-    """Profiles this process during one phase: py-spy (sampling) or cProfile."""
+    """Profiles the worker during one phase: py-spy (sampling) or cProfile.
+
+    The worker is this process, or the ``ravepilot worker`` processes in ``pids`` (py-spy
+    only: one sampler each, and the report adds their samples up).
+    """
 
     def __init__(self, kind: str, phase: str, data_dir: Path, top: int) -> None:
         self.kind = kind
         self.phase = phase
         self.top = top
-        self._output = data_dir / "py-spy.txt"
-        self._process: subprocess.Popen[bytes] | None = None
+        self._data_dir = data_dir
+        self._outputs: list[Path] = []
+        self._processes: list[subprocess.Popen[bytes]] = []
         self._tracer: Any = None
+        self.pids: list[int] = []  # worker processes; empty: this process
 
     def start(self, phase: str) -> None:
         if phase != self.phase:
@@ -226,32 +281,37 @@ class Profiler:
             spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
             if not Path(spy).exists():
                 raise BenchmarkAborted("--profile py-spy needs: pip install py-spy")
-            # --nonblocking: do not pause the worker to sample it, so it runs at full speed;
-            # raw output is one collapsed stack per line with its sample count.
-            self._process = subprocess.Popen(
-                [
-                    spy,
-                    "record",
-                    "--pid",
-                    str(os.getpid()),
-                    "--rate",
-                    "250",
-                    "--nonblocking",
-                    "--format",
-                    "raw",
-                    "--output",
-                    str(self._output),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-            time.sleep(0.5)  # let it attach before the phase starts
-            if self._process.poll() is not None:
-                assert self._process.stderr is not None
-                raise BenchmarkAborted(
-                    f"py-spy could not attach: {self._process.stderr.read().decode()[-500:]}"
+            for pid in self.pids or [os.getpid()]:
+                output = self._data_dir / f"py-spy-{pid}.txt"
+                # --nonblocking: do not pause the worker to sample it, so it runs at full
+                # speed; raw output is one collapsed stack per line with its sample count.
+                process = subprocess.Popen(
+                    [
+                        spy,
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--rate",
+                        "250",
+                        "--nonblocking",
+                        "--format",
+                        "raw",
+                        "--output",
+                        str(output),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
                 )
+                self._processes.append(process)
+                self._outputs.append(output)
+            time.sleep(0.5)  # let them attach before the phase starts
+            for process in self._processes:
+                if process.poll() is not None:
+                    assert process.stderr is not None
+                    raise BenchmarkAborted(
+                        f"py-spy could not attach: {process.stderr.read().decode()[-500:]}"
+                    )
         elif self.kind == "cprofile":
             import cProfile
 
@@ -260,13 +320,17 @@ class Profiler:
 
     def stop(self) -> None:
         """Stop profiling (nothing happens unless start() began it)."""
-        if self._process is not None and self._process.returncode is None:
-            self._process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        for process in self._processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        for process in self._processes:
             try:
-                self._process.wait(timeout=30)
+                process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+                process.kill()
+                process.wait()
+            if process.stderr is not None:
+                process.stderr.close()
         if self._tracer is not None:
             self._tracer.disable()
 
@@ -278,10 +342,12 @@ class Profiler:
         return ""
 
     def _report_py_spy(self) -> str:
-        try:
-            lines = self._output.read_text().splitlines()
-        except OSError:
-            return "py-spy wrote no output"
+        lines = []
+        for output in self._outputs:
+            try:
+                lines += output.read_text().splitlines()
+            except OSError:
+                return f"py-spy wrote no output to {output}"
         self_samples: Counter[str] = Counter()
         total_samples: Counter[str] = Counter()
         packages: Counter[str] = Counter()
@@ -306,8 +372,13 @@ class Profiler:
                 total_samples[function] += count
         if not samples:
             return "py-spy took no samples"
+        whose = (
+            f"of the {len(self.pids)} worker processes' event-loop threads"
+            if self.pids
+            else "of the event-loop thread"
+        )
         out = [
-            f"py-spy: {samples} samples of the event-loop thread during the {self.phase} phase"
+            f"py-spy: {samples} samples {whose} during the {self.phase} phase"
             f" ({other_threads} of other threads left out). Shares are of the loop's busy"
             " samples: idle time in epoll is not sampled, py-spy shares the CPUs and takes fewer"
             " than the 250/s asked, and uvloop's C code (socket I/O) shows as Runner.run.",
@@ -367,11 +438,12 @@ def _package(frame: str) -> str:
 
 
 def _is_glue(frame: str) -> bool:
-    """Frames every sample passes through: the loop, anyio's task wrapper, this script."""
+    """Frames every sample passes through: the loop, anyio's task wrapper, this script (or the
+    ``ravepilot worker`` command line)."""
     path = _frame_file(frame)
     return (
-        path in ("dispatch.py", "threading.py")
-        or path.startswith(("asyncio/", "uvloop/", "anyio/_core/_tasks.py"))
+        path in ("dispatch.py", "threading.py", "ravepilot_server/cli.py", "<frozen runpy>")
+        or path.startswith(("asyncio/", "uvloop/", "anyio/_core/_tasks.py", "click/"))
         or frame.startswith(("run (", "main (", "AsyncIOBackend.run ("))
     )
 
@@ -404,36 +476,40 @@ async def build_backlog(rp: Any, workspace_id: str, events: int, producers: int)
     return time.perf_counter() - started
 
 
-def sample_delivery(db_path: Path) -> tuple[str, bytes]:
+async def sample_delivery(db: BenchDatabase) -> tuple[str, bytes]:
     """One pending delivery's id and its event's payload: the raw ceiling sends the same."""
-    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
-        row = db.execute(
-            "SELECT d.id, e.payload FROM rp_deliveries d JOIN rp_events e ON e.id = d.event_id "
-            "LIMIT 1"
-        ).fetchone()
-    if row is None:
+    found = await db.query(
+        "SELECT d.id, e.payload FROM rp_deliveries d JOIN rp_events e ON e.id = d.event_id LIMIT 1"
+    )
+    if not found:
         raise BenchmarkAborted("the backlog is empty")
-    payload = row[1]
-    return row[0], payload.encode() if isinstance(payload, str) else bytes(payload)
+    delivery_id, payload = found[0]
+    return delivery_id, payload.encode() if isinstance(payload, str) else bytes(payload)
 
 
-def status_counts(db_path: Path, since_ms: int = 0) -> dict[str, int]:
-    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
-        return dict(
-            db.execute(
-                "SELECT status, COUNT(*) FROM rp_deliveries WHERE created_at >= ? GROUP BY status",
-                (since_ms,),
-            ).fetchall()
-        )
+async def status_counts(db: BenchDatabase, since_ms: int = 0) -> dict[str, int]:
+    found = await db.query(
+        "SELECT status, COUNT(*) FROM rp_deliveries WHERE created_at >= $1 GROUP BY status",
+        since_ms,
+    )
+    return {status: int(count) for status, count in found}
 
 
-def delivery_created_ms(db_path: Path, since_ms: int) -> dict[str, int]:
-    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
-        return dict(
-            db.execute(
-                "SELECT id, created_at FROM rp_deliveries WHERE created_at >= ?", (since_ms,)
-            ).fetchall()
-        )
+async def delivery_created_ms(db: BenchDatabase, since_ms: int) -> dict[str, int]:
+    found = await db.query(
+        "SELECT id, created_at FROM rp_deliveries WHERE created_at >= $1", since_ms
+    )
+    return {delivery_id: int(created) for delivery_id, created in found}
+
+
+async def count_pending(db: BenchDatabase) -> int:
+    """Pending deliveries, counted on the benchmark's own connection.
+
+    Not through ``rp.storage``: on SQLite that would run the COUNT (about 2 ms over a
+    30,000-row backlog) on the worker's event loop, ten times a second. See BenchDatabase.query.
+    """
+    found = await db.query("SELECT COUNT(*) FROM rp_deliveries WHERE status = 'pending'")
+    return int(found[0][0])
 
 
 async def raw_ceiling(
@@ -483,45 +559,17 @@ async def raw_ceiling(
     }
 
 
-class PendingCounter:
-    """Counts pending deliveries on its own read-only connection, in a thread.
-
-    Not through ``rp.storage``: that would run the COUNT (about 2 ms over a 30,000-row backlog)
-    on the worker's event loop, ten times a second. sqlite3 releases the GIL while a statement
-    runs, so from a thread the count costs the worker next to nothing.
-    """
-
-    def __init__(self, db_path: Path) -> None:
-        self._db = sqlite3.connect(
-            f"file:{db_path}?mode=ro", uri=True, check_same_thread=False, timeout=10
-        )
-
-    def _count(self) -> int:
-        return int(
-            self._db.execute(
-                "SELECT COUNT(*) FROM rp_deliveries WHERE status = 'pending'"
-            ).fetchone()[0]
-        )
-
-    async def pending(self) -> int:
-        import anyio
-
-        return await anyio.to_thread.run_sync(self._count)
-
-    def close(self) -> None:
-        self._db.close()
-
-
 async def throughput(
-    counter: PendingCounter, backlog: int, timeout: float
+    db: BenchDatabase, backlog: int, timeout: float
 ) -> tuple[dict[str, Any], list[tuple[float, int]]]:
-    """With the worker just started: poll until the backlog is recorded; the rate series."""
+    """With the worker just started (or resumed): poll until the backlog is recorded; the rate
+    series."""
     perf = time.perf_counter
     started = perf()
     series: list[tuple[float, int]] = [(0.0, 0)]
     while True:
         await asyncio.sleep(POLL_SECONDS)
-        pending = await counter.pending()
+        pending = await count_pending(db)
         now = perf() - started
         series.append((now, backlog - pending))
         if pending == 0:
@@ -602,43 +650,132 @@ async def offered_load(rp: Any, workspace_id: str, rate: float, seconds: float) 
     }
 
 
-def start_worker_process(data_dir: Path) -> subprocess.Popen[str]:
-    """Start `ravepilot worker` on the benchmark's data dir; return once it is waiting."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAVEPILOT_")}
-    env.update(RAVEPILOT_DATA_DIR=str(data_dir), RAVEPILOT_ALLOW_PRIVATE_WEBHOOKS="true")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ravepilot_server.cli", "worker"],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    for line in process.stderr:
-        if "worker started" in line:
-            return process
-    raise BenchmarkAborted(f"`ravepilot worker` did not start (exit code {process.wait()})")
+class WorkerProcesses:
+    """N ``ravepilot worker`` processes on the run's database, as beside ``serve --no-worker``.
+
+    They start before the backlog is built and settle on the empty queue, then wait stopped
+    (SIGSTOP) while the backlog and the first ceiling window run: the throughput phase begins
+    when they are continued (SIGCONT), warm, all at once, as the in-process worker begins when
+    it is started. Each logs to ``worker-<n>.log`` in the data dir.
+    """
+
+    def __init__(
+        self, count: int, data_dir: Path, db: BenchDatabase, args: argparse.Namespace
+    ) -> None:
+        self._db = db
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAVEPILOT_")}
+        env.update(
+            RAVEPILOT_DATA_DIR=str(data_dir),  # the secret key that decrypts endpoint secrets
+            RAVEPILOT_ALLOW_PRIVATE_WEBHOOKS="true",
+            RAVEPILOT_WEBHOOK_CONCURRENCY=str(args.concurrency),
+            RAVEPILOT_WEBHOOK_PER_ENDPOINT=str(args.per_endpoint),
+            **db.environment(),
+        )
+        self.logs = [data_dir / f"worker-{number}.log" for number in range(1, count + 1)]
+        self.processes: list[subprocess.Popen[bytes]] = []
+        for path in self.logs:
+            with open(path, "wb") as log_file:
+                self.processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "ravepilot_server.cli", "worker"],
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log_file,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,  # Ctrl-C reaches only us; we stop them in order
+                    )
+                )
+
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes]
+
+    def wait_started(self, timeout: float = 60.0) -> None:
+        """Return once every worker has logged that it started, and has settled."""
+        deadline = time.monotonic() + timeout
+        for process, path in zip(self.processes, self.logs, strict=True):
+            while "worker started" not in path.read_text(errors="replace"):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    tail = path.read_text(errors="replace")[-2000:]
+                    raise BenchmarkAborted(f"`ravepilot worker` did not start:\n{tail}")
+                time.sleep(0.05)
+        time.sleep(0.5)  # its first looks for work, on the empty queue
+
+    def pause(self) -> None:
+        """SIGSTOP them all, between two looks for work.
+
+        On SQLite a worker stopped inside a write transaction (its job worker opens one at each
+        wake-up, for ~0.1 ms) would hold the lock and stall the backlog; continue and retry then.
+        """
+        for _ in range(20):
+            self._signal(signal.SIGSTOP)
+            if not self._db.sqlite_write_locked():
+                return
+            self._signal(signal.SIGCONT)
+            time.sleep(0.05)
+        raise BenchmarkAborted("could not stop the workers outside a write transaction")
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: int) -> None:
+        for process in self.processes:
+            if process.poll() is not None:
+                raise BenchmarkAborted(
+                    f"`ravepilot worker` {process.pid} exited with {process.returncode}; "
+                    f"see {self.logs[self.processes.index(process)]}"
+                )
+            process.send_signal(signum)
+
+    def stop(self) -> list[float | None]:
+        """Stop them with SIGTERM (each finishes what it started); return their CPU seconds."""
+        cpu = [process_cpu_seconds(process.pid) for process in self.processes]
+        for process in self.processes:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGCONT)  # a stopped process ignores SIGTERM
+                    process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return cpu
 
 
-def stop_worker_process(process: subprocess.Popen[str]) -> float | None:
-    """Stop the worker with SIGTERM (it finishes what it started); return its CPU seconds."""
-    cpu = process_cpu_seconds(process.pid)
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=30)
-    if process.stderr is not None:
-        process.stderr.close()
-    return cpu
-
-
-async def wait_drained(counter: PendingCounter, timeout: float) -> float:
+async def wait_drained(db: BenchDatabase, timeout: float) -> float:
     started = time.perf_counter()
-    while await counter.pending():
+    while await count_pending(db):
         if time.perf_counter() - started > timeout:
             raise BenchmarkAborted(f"deliveries were still pending {timeout:.0f} s after the load")
         await asyncio.sleep(0.05)
     return time.perf_counter() - started
 
 
-async def benchmark(args: argparse.Namespace, data_dir: Path, receiver: Receiver) -> dict[str, Any]:
+async def benchmark(
+    args: argparse.Namespace, data_dir: Path, receiver: Receiver, db: BenchDatabase
+) -> dict[str, Any]:
+    # The worker processes (and the benchmark's own database connection) end with the run,
+    # whatever happens: the schema is dropped after this returns.
+    workers: list[WorkerProcesses] = []
+    try:
+        return await _benchmark(args, data_dir, receiver, db, workers)
+    finally:
+        for started in workers:
+            started.stop()
+        await db.close()
+
+
+async def _benchmark(
+    args: argparse.Namespace,
+    data_dir: Path,
+    receiver: Receiver,
+    db: BenchDatabase,
+    started_workers: list[WorkerProcesses],
+) -> dict[str, Any]:
+    from importlib.metadata import version
+
     import aiohttp
     import anyio
 
@@ -650,8 +787,8 @@ async def benchmark(args: argparse.Namespace, data_dir: Path, receiver: Receiver
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    meter = CpuMeter(receiver.process.pid)
-    db_path = data_dir / "ravepilot.db"
+    meter = CpuMeter(receiver.process.pid, db)
+    profiler = Profiler(args.profile, args.profile_phase, data_dir, args.top)
     in_flight = min(args.concurrency, args.per_endpoint * args.endpoints)
     events = math.ceil(args.backlog / args.endpoints)
     backlog = events * args.endpoints
@@ -671,16 +808,24 @@ async def benchmark(args: argparse.Namespace, data_dir: Path, receiver: Receiver
             "load_average_before": args.load_before,
             "versions": versions(),
             "profile": args.profile,
+            "database": db.kind,
+            # 0: the worker runs in this process; N: `ravepilot worker` x N, this process
+            # only produces events and counts.
+            "worker_processes": args.worker_processes,
         }
     }
-    settings = Settings(data_dir=data_dir, allow_private_webhooks=True)
+    if db.is_postgres:
+        report["settings"]["schema"] = db.schema
+        report["settings"]["versions"]["postgres"] = await db.server_version()
+        report["settings"]["versions"]["asyncpg"] = version("asyncpg")
+    settings = Settings(data_dir=data_dir, database_url=db.url, allow_private_webhooks=True)
     # The core logs a warning for allow_private_webhooks; that is expected here.
     async with (
         await RavePilot.from_settings(settings) as rp,
         aiohttp.ClientSession() as control_session,
     ):
-        if not db_path.exists():
-            raise BenchmarkAborted(f"expected the SQLite database at {db_path}")
+        if not db.is_postgres and not db.sqlite_path.exists():
+            raise BenchmarkAborted(f"expected the SQLite database at {db.sqlite_path}")
         workspace = await rp.workspaces.create("bench")
         secret = ""
         for number in range(args.endpoints):
@@ -688,6 +833,15 @@ async def benchmark(args: argparse.Namespace, data_dir: Path, receiver: Receiver
                 workspace.id,
                 NewWebhookEndpoint(url=f"{receiver.base_url}/hook/{number}", events=["*"]),
             )
+        workers: WorkerProcesses | None = None
+        if args.worker_processes:
+            log(f"starting {args.worker_processes} `ravepilot worker` process(es) ...")
+            workers = WorkerProcesses(args.worker_processes, data_dir, db, args)
+            started_workers.append(workers)
+            workers.wait_started()
+            workers.pause()  # until the throughput phase
+            meter.worker_pids = profiler.pids = workers.pids
+            log(f"  pids {', '.join(map(str, workers.pids))}, stopped until the drain")
 
         # -- backlog ---------------------------------------------------------------------------
         log(f"backlog: {events:,} events x {args.endpoints} endpoint(s) = {backlog:,} deliveries")
@@ -703,7 +857,7 @@ async def benchmark(args: argparse.Namespace, data_dir: Path, receiver: Receiver
         log(f"  built in {build_seconds:.1f} s ({events / build_seconds:,.0f} events/s)")
 
         # -- raw ceiling -----------------------------------------------------------------------
-        delivery_id, payload = sample_delivery(db_path)
+        delivery_id, payload = await sample_delivery(db)
         # The same header set as a real delivery, signed once up front (the ceiling pays no
         # signing, no database and no bookkeeping: that is the point of it).
         headers = Signer([secret]).headers(
@@ -724,7 +878,7 @@ async def benchmark(args: argparse.Namespace, data_dir: Path, receiver: Receiver
             before = (await control(control_session, receiver, "/_stats"))["requests"]
             meter.start()
             window = await raw_ceiling(url, payload, headers, in_flight, args.duration)
-            window.update(meter.stop())
+            window.update(await meter.stop())
             window["receiver_saw"] = (await control(control_session, receiver, "/_stats"))[
                 "requests"
             ] - before
@@ -738,32 +892,35 @@ async def benchmark(args: argparse.Namespace, data_dir: Path, receiver: Receiver
         ceilings = {"before": await ceiling_window("before")}
 
         # -- throughput --------------------------------------------------------------------------
-        profiler = Profiler(args.profile, args.profile_phase, data_dir, args.top)
-        counter = PendingCounter(db_path)
         worker = rp.worker(
             webhook_concurrency=args.concurrency, webhook_per_endpoint=args.per_endpoint
         )
-        log(f"throughput: the worker drains {backlog:,} deliveries ...")
-        in_process_worker = anyio.CancelScope()
-
-        async def run_worker() -> None:
-            with in_process_worker:
-                await worker.run()
+        who = "the worker drains" if workers is None else f"{len(workers.pids)} worker(s) drain"
+        log(f"throughput: {who} {backlog:,} deliveries ...")
 
         async with anyio.create_task_group() as group:
             profiler.start("throughput")
             meter.start()
-            group.start_soon(run_worker)  # after the meter: the phase starts with the worker
-            result, series = await throughput(counter, backlog, args.timeout)
-            result.update(meter.stop())
-            result["cpu_us_each"] = 1e6 * result["bench_cpu_seconds"] / backlog
+            # After the meter: the phase starts with the worker (or the workers continuing).
+            if workers is None:
+                group.start_soon(worker.run)
+            else:
+                workers.resume()
+            result, series = await throughput(db, backlog, args.timeout)
+            result.update(await meter.stop())
             profiler.stop()
+            worker_cpu = (
+                result["bench_cpu_seconds"]
+                if workers is None
+                else sum(seconds or 0.0 for seconds in result["workers_cpu_seconds"])
+            )
+            result["cpu_us_each"] = 1e6 * worker_cpu / backlog
             steady, low, high = middle_rate(series, backlog)
             fifths = rates_by_fifth(series, backlog)
             stats = await control(control_session, receiver, "/_stats")
             dump = await control(control_session, receiver, "/_receipts")
             ids = [r[0] for r in dump["receipts"]]
-            statuses = status_counts(db_path)
+            statuses = await status_counts(db)
             if statuses.get("succeeded", 0) != backlog:
                 raise BenchmarkAborted(f"not every delivery succeeded: {statuses}")
             # The ceiling again, right after (the worker idles meanwhile): the two windows bracket
@@ -815,31 +972,21 @@ async def benchmark(args: argparse.Namespace, data_dir: Path, receiver: Receiver
                 f"latency: {args.rate:g} events/s offered for {args.latency_seconds:g} s "
                 f"({args.rate * args.endpoints:g} deliveries/s) ..."
             )
-            separate = None
-            if args.worker_process:
-                # As `ravepilot serve --no-worker` beside `ravepilot worker`: the producer (an
-                # API process) and the worker each get a core; the worker hears the producer's
-                # commits through SQLite's data_version.
-                in_process_worker.cancel()
-                separate = start_worker_process(data_dir)
             profiler.start("latency")
             meter.start()
             offered = await offered_load(rp, workspace.id, args.rate, args.latency_seconds)
-            offered.update(meter.stop())
+            offered.update(await meter.stop())
             profiler.stop()
             # What the worker had not recorded yet when the load stopped: 0 to a few dozen
             # when it keeps up, a growing queue when it does not.
-            offered["pending_at_end_of_load"] = await counter.pending()
-            drain = await wait_drained(counter, args.timeout)
+            offered["pending_at_end_of_load"] = await count_pending(db)
+            drain = await wait_drained(db, args.timeout)
             dump = await control(control_session, receiver, "/_receipts")
             group.cancel_scope.cancel()  # stop the worker (it records what it started first)
-            if separate is not None:
-                offered["worker_process_cpu_seconds"] = stop_worker_process(separate)
-        counter.close()
         if args.profile != "none":
             report["profile"] = profiler.report()
 
-        created = delivery_created_ms(db_path, since_ms)
+        created = await delivery_created_ms(db, since_ms)
         first_receipt: dict[str, float] = {}
         for delivery, at in dump["receipts"]:
             first_receipt.setdefault(delivery, at)
@@ -902,16 +1049,34 @@ async def benchmark(args: argparse.Namespace, data_dir: Path, receiver: Receiver
 def render_table(report: dict[str, Any]) -> str:
     s, v = report["settings"], report["settings"]["versions"]
     c, t, lat, b = report["ceiling"], report["throughput"], report["latency"], report["backlog"]
+    processes = s.get("worker_processes", 0)
+    postgres = s.get("database") == "postgres"
 
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value:.0f}%"
 
+    if postgres:
+        database = f"PostgreSQL {v['postgres']} (schema {s['schema']})"
+    else:
+        database = f"SQLite {v['sqlite']} in a temp dir"
+    settings = (
+        f"webhook_concurrency {s['webhook_concurrency']}, webhook_per_endpoint "
+        f"{s['webhook_per_endpoint']}; {s['endpoints']} endpoint(s) on one receiver, so up to "
+    )
+    if processes:
+        worker = (
+            f"  worker: {processes} `ravepilot worker` process(es) on asyncio, {database}, "
+            f"{settings}{processes * s['in_flight']} requests in flight in all; this process "
+            f"({s['loop']}) only creates the events, counts and runs the ceiling"
+        )
+    else:
+        worker = (
+            f"  worker: rp.worker().run() in this process on {s['loop']}, {database}, "
+            f"{settings}{s['in_flight']} requests in flight"
+        )
     lines = [
         "RavePilot webhook dispatch benchmark",
-        f"  worker: rp.worker().run() in this process on {s['loop']}, SQLite {v['sqlite']} in a "
-        f"temp dir, webhook_concurrency {s['webhook_concurrency']}, webhook_per_endpoint "
-        f"{s['webhook_per_endpoint']}; {s['endpoints']} endpoint(s) on one receiver, so up to "
-        f"{s['in_flight']} requests in flight",
+        worker,
         "  receiver: benchmarks/receiver.py in its own process (asyncio Protocol + httptools"
         f"{' on uvloop' if v['uvloop'] != '-' else ''}), 200 OK with an empty body",
         f"  python {v['python']}, aiohttp {v['aiohttp']}, anyio {v['anyio']}; {s['cpus']} CPUs "
@@ -928,17 +1093,26 @@ def render_table(report: dict[str, Any]) -> str:
         f"deliveries, created in {b['seconds']:.1f} s ({b['events_per_second']:,} events/s)",
         "",
     ]
+    # The CPU columns: this process and the receiver always; the worker processes and Postgres
+    # when they run.
+    cpu_columns = [("bench CPU", "bench_cpu"), ("rcv CPU", "receiver_cpu")]
+    if processes:
+        cpu_columns.append(("workers CPU", "workers_cpu"))
+    if postgres:
+        cpu_columns.append(("pg CPU", "postgres_cpu"))
+    cpu_columns.append(("others", "others_cpu"))
     header = (
         "measurement",
         "count",
         "seconds",
         "per second",
         "vs ceiling",
-        "bench CPU",
-        "rcv CPU",
-        "others",
+        *(title for title, _ in cpu_columns),
         "CPU µs each",
     )
+
+    def cpu_cells(window: dict[str, Any]) -> list[str]:
+        return [pct(window.get(key)) for _, key in cpu_columns]
 
     def ceiling_row(which: str) -> tuple[str, ...]:
         w = c[which]
@@ -948,9 +1122,7 @@ def render_table(report: dict[str, Any]) -> str:
             f"{w['seconds']:.1f}",
             f"{w['rps']:,.0f}",
             f"{w['rps'] / c['rps']:.2f}x",
-            pct(w["bench_cpu"]),
-            pct(w["receiver_cpu"]),
-            pct(w["others_cpu"]),
+            *cpu_cells(w),
             f"{w['cpu_us_each']:.0f}",
         )
 
@@ -962,9 +1134,7 @@ def render_table(report: dict[str, Any]) -> str:
             f"{t['seconds']:.1f}",
             f"{t['rate']:,.0f}",
             f"{t['ratio_to_ceiling']:.2f}x",
-            pct(t["bench_cpu"]),
-            pct(t["receiver_cpu"]),
-            pct(t["others_cpu"]),
+            *cpu_cells(t),
             f"{t['cpu_us_each']:.0f}",
         ),
         (
@@ -973,9 +1143,7 @@ def render_table(report: dict[str, Any]) -> str:
             f"{t['steady_window'][1] - t['steady_window'][0]:.1f}",
             f"{t['steady_rate']:,.0f}",
             f"{t['steady_ratio_to_ceiling']:.2f}x",
-            "",
-            "",
-            "",
+            *([""] * len(cpu_columns)),
             "",
         ),
         ceiling_row("after"),
@@ -995,8 +1163,13 @@ def render_table(report: dict[str, Any]) -> str:
             if spread > 0.15
             else ""
         ),
-        f"  CPU per request of the bare client / CPU per delivery of the worker: "
-        f"{t['cpu_ratio_to_ceiling']:.2f}x (the ratio if each had a core of its own)",
+        f"  CPU per request of the bare client / CPU per delivery of the worker"
+        f"{'s' if processes > 1 else ''}: {t['cpu_ratio_to_ceiling']:.2f}x (the ratio if each "
+        "had a core of its own)",
+    ]
+    if processes or postgres:
+        lines.append("  " + cpu_breakdown(t))
+    lines += [
         "  deliveries/s by fifth of the backlog, first to last: "
         + ", ".join(f"{rate:,}" for rate in t["rates_by_fifth"]),
         f"  (receiver saw {t['receiver_requests']:,} requests, {t['duplicates']} duplicates; "
@@ -1011,10 +1184,20 @@ def render_table(report: dict[str, Any]) -> str:
         f"({lat['deliveries']:,} deliveries, {lat['missing']} missing)",
         f"  {lat['pending_at_end_of_load']:,} deliveries still pending when the load stopped, "
         f"drained {lat['drain_after_load_seconds']:.1f} s later; CPU: bench "
-        f"{pct(lat['bench_cpu'])}, receiver {pct(lat['receiver_cpu'])}, others "
-        f"{pct(lat['others_cpu'])}",
-        "",
+        f"{pct(lat['bench_cpu'])}, receiver {pct(lat['receiver_cpu'])}, "
+        + "".join(
+            f"{title.removesuffix(' CPU')} {pct(lat.get(key))}, "
+            for title, key in cpu_columns[2:-1]
+        )
+        + f"others {pct(lat['others_cpu'])}",
     ]
+    if lat["offered_rate"] < 0.9 * s["rate"]:
+        lines.append(
+            "  the producer fell behind the offered rate: events waited in this process before "
+            "they were committed, so the latency above is mostly the producer's queue, not the "
+            "worker's"
+        )
+    lines.append("")
     for name, target in report["targets"].items():
         verdict = "PASS" if target["met"] else "MISS"
         if name == "deliveries_per_second":
@@ -1032,14 +1215,46 @@ def render_table(report: dict[str, Any]) -> str:
                 f"{verdict} ({target['value']:.1f} ms)"
             )
         lines.append("target: " + text)
-    lines.append(
-        "(benchmarks do not gate: the exit code is 0 either way; CPU columns are % of one core "
-        "over the window: bench = this process, i.e. the worker or the raw client; others = the"
-        " rest of the machine, which shares the 2 cores and moves the figures)"
-    )
+    if processes:
+        lines.append(
+            "(benchmarks do not gate: the exit code is 0 either way; CPU columns are % of one core"
+            " over the window: bench = this process, i.e. the counter or the raw client; workers ="
+            " the worker processes together; pg = every process named postgres; others = the "
+            "rest of the machine, which shares the 2 cores and moves the figures)"
+        )
+    else:
+        lines.append(
+            "(benchmarks do not gate: the exit code is 0 either way; CPU columns are % of one core"
+            " over the window: bench = this process, i.e. the worker or the raw client; "
+            + ("pg = every process named postgres; " if postgres else "")
+            + "others = the rest of the machine, which shares the 2 cores and moves the figures)"
+        )
     if report.get("profile"):
         lines += ["", report["profile"]]
     return "\n".join(lines)
+
+
+def cpu_breakdown(t: dict[str, Any]) -> str:
+    """Where the CPU of a drained delivery went, by process, and what that allows per core."""
+    backlog = t["deliveries"]
+    parts: list[tuple[str, float]] = []
+    if "workers_cpu_seconds" in t:
+        for number, seconds in enumerate(t["workers_cpu_seconds"], start=1):
+            parts.append((f"worker {number}", seconds or 0.0))
+        parts.append(("this process (counting)", t["bench_cpu_seconds"]))
+    else:
+        parts.append(("this process (the worker)", t["bench_cpu_seconds"]))
+    if "postgres_cpu_seconds" in t:
+        parts.append(("postgres", t["postgres_cpu_seconds"]))
+        parts.append(("postgres counting", t["counting_postgres_cpu_seconds"]))
+    parts.append(("receiver", t.get("receiver_cpu_seconds") or 0.0))
+    parts.append(("others", t.get("others_cpu_seconds") or 0.0))
+    total = sum(seconds for _, seconds in parts)
+    each = ", ".join(f"{name} {1e6 * seconds / backlog:.0f}" for name, seconds in parts)
+    return (
+        f"CPU µs per delivery, end to end: {each}; all {1e6 * total / backlog:.0f} µs, "
+        f"so at most {backlog / total:,.0f} deliveries/s per core of the machine"
+    )
 
 
 # -- command line ----------------------------------------------------------------------------------
@@ -1072,11 +1287,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s offered (1000)")
     parser.add_argument(
-        "--worker-process",
-        action="store_true",
-        help="latency phase with `ravepilot worker` in its own process (as serve --no-worker "
-        "plus a worker), instead of the worker in the producer's process",
+        "--worker-processes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the worker as N `ravepilot worker` processes sharing the queue (as serve "
+        "--no-worker plus workers), for the throughput and latency phases; 0: the worker runs "
+        "in this process, beside the event producer (0)",
     )
+    parser.add_argument(
+        "--worker-process",
+        dest="worker_processes",
+        action="store_const",
+        const=1,
+        help="the same as --worker-processes 1",
+    )
+    add_database_arguments(parser)
     parser.add_argument(
         "--latency-seconds", type=float, default=10.0, help="seconds of offered load (10)"
     )
@@ -1115,6 +1341,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     if args.duration <= 0 or args.rate <= 0 or args.latency_seconds <= 0:
         parser.error("--duration, --rate and --latency-seconds must be positive")
+    if args.worker_processes < 0:
+        parser.error("--worker-processes must be >= 0")
+    if args.worker_processes and args.profile == "cprofile":
+        parser.error("--profile cprofile profiles this process: use py-spy for worker processes")
     if args.loop == "uvloop":
         try:
             import uvloop  # noqa: F401
@@ -1140,18 +1370,23 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, terminate)
     data_dir = Path(tempfile.mkdtemp(prefix="ravepilot-dispatch-"))
+    db = BenchDatabase(args.database, data_dir, args.postgres_url)
     receiver: Receiver | None = None
     try:
         args.load_before = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+        db.create()
         receiver = Receiver(data_dir)
         receiver.wait_ready()
         log(f"data dir {data_dir}; receiver pid {receiver.process.pid} on {receiver.base_url}")
+        if db.is_postgres:
+            log(f"database: {db.url}")
         try:
             report = anyio.run(
                 benchmark,
                 args,
                 data_dir,
                 receiver,
+                db,
                 backend="asyncio",
                 backend_options={"use_uvloop": args.loop == "uvloop"},
             )
@@ -1171,9 +1406,11 @@ def main(argv: list[str] | None = None) -> int:
         if receiver is not None:
             receiver.stop()
         if args.keep:
-            log(f"kept {data_dir}")
+            log(f"kept {data_dir}" + (f" and the schema {db.schema}" if db.is_postgres else ""))
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
+            with contextlib.suppress(BenchmarkAborted):
+                db.drop()
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -11,12 +11,16 @@ installed, access log on), after the same logging setup as the CLI. ``benchmarks
 in a subprocess; you can also run it by hand:
 
     python benchmarks/noop_app.py --data-dir /tmp/rp-bench --port 8765
+    RAVEPILOT_DATABASE_URL='postgresql://...?search_path=s' python benchmarks/noop_app.py ...
+
+The data dir and ``RAVEPILOT_DATABASE_URL`` (unset: SQLite in the data dir) are all it reads.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from litestar import Litestar, get
@@ -61,9 +65,12 @@ def main() -> None:
     )
     logging.getLogger("piccolo").setLevel(logging.WARNING)
 
-    # Only the data dir is configured: the embedded defaults (SQLite, outbox mailer) are the
-    # point, so RAVEPILOT_* variables of the calling shell are deliberately not read.
-    settings = Settings(data_dir=args.data_dir)
+    # Only the data dir and the database are configured: the embedded defaults (SQLite, outbox
+    # mailer) are the point, so the other RAVEPILOT_* variables are deliberately not read.
+    # benchmarks/api.py sets RAVEPILOT_DATABASE_URL for --database postgres, and only then.
+    settings = Settings(
+        data_dir=args.data_dir, database_url=os.environ.get("RAVEPILOT_DATABASE_URL") or None
+    )
     app = build_app(settings, run_worker=not args.no_worker)
     uvicorn.run(app, host=args.host, port=args.port, access_log=not args.no_access_log)
 
