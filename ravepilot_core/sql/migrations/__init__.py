@@ -19,7 +19,11 @@ from piccolo.querystring import QueryString
 
 __all__ = ["MIGRATIONS", "apply_migrations"]
 
-MIGRATIONS: tuple[str, ...] = ("m0001_initial", "m0002_delivery_engine")
+MIGRATIONS: tuple[str, ...] = (
+    "m0001_initial",
+    "m0002_delivery_engine",
+    "m0003_pending_by_endpoint",
+)
 
 
 def _load(name: str) -> ModuleType:
