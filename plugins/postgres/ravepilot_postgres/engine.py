@@ -205,6 +205,9 @@ class _Transaction:
         self.connection: PoolConnectionProxy = None  # type: ignore[assignment]
         self._transaction: Any = None
         self._token: Any = None
+        #: Set once this transaction has queued its NOTIFY: Postgres sends one per channel at
+        #: commit anyway, so a second would only cost a round trip.
+        self.work_announced = False
 
     async def __aenter__(self) -> _Transaction:
         if not self._outer:

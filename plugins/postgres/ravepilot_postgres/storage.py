@@ -34,6 +34,11 @@ class PostgresStorage(SQLStorage):
         self._notices = WorkNotices(engine.dsn)
 
     async def _announce_work(self) -> None:
+        transaction = self.engine.current_transaction.get()
+        if transaction is not None:
+            if transaction.work_announced:
+                return
+            transaction.work_announced = True
         await self._all(f"SELECT pg_notify('{CHANNEL}', '')")
 
     async def wait_for_changes(self, timeout: float) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -17,6 +18,7 @@ from ravepilot_core.testing.contract_data import (
     at,
     invitation_event,
     make_endpoint,
+    make_job,
     make_submission,
     new_workspace,
 )
@@ -215,3 +217,32 @@ async def test_a_database_that_does_not_exist_is_a_configuration_error(admin: ob
     missing = urlsplit(SERVER_URL)._replace(path="/no_such_database_here").geturl()
     with pytest.raises(ConfigurationError, match="does not exist; check RAVEPILOT_DATABASE_URL"):
         await open_postgres_storage(missing)
+
+
+async def test_a_transaction_that_adds_deliveries_and_jobs_notifies_once(
+    storage: PostgresStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace, primary = await new_workspace(storage)
+    await storage.create_webhook_endpoint(make_endpoint(workspace.id))
+    run_sql = storage.engine.run_sql  # what the storage's statements run through
+    notices: list[str] = []
+
+    async def counting(template: str, args: Any) -> Any:
+        if "pg_notify" in template:
+            notices.append(template)
+        return await run_sql(template, args)
+
+    monkeypatch.setattr(storage, "_run_sql", counting)
+    submission = make_submission(workspace.id, primary.id)
+    await storage.create_submission(
+        submission,
+        events=[invitation_event(workspace.id)],
+        jobs=[make_job(workspace.id, submission.id)],
+    )
+    assert len(notices) == 1
+    # Each transaction announces its own work.
+    await storage.create_submission(
+        make_submission(workspace.id, primary.id, email="bo@example.com"),
+        events=[invitation_event(workspace.id)],
+    )
+    assert len(notices) == 2
