@@ -49,9 +49,15 @@ async def postgres() -> AsyncIterator[Database]:
             admin=admin,
         )
     finally:
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-            schema,
-        )
-        await admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        await admin.close()
+        # A connection of its own: a test may have restarted the server under the pool.
+        admin.terminate()
+        cleanup = await asyncpg.connect(SERVER_URL, timeout=30)
+        try:
+            await cleanup.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = $1",
+                schema,
+            )
+            await cleanup.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        finally:
+            await cleanup.close()
