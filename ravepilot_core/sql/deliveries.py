@@ -291,18 +291,6 @@ class DeliveryQueries(SQLStatements):
         self, results: Sequence[DeliveryResult], worker_id: str
     ) -> list[DeliveryResult]:
         """Settle the deliveries this worker still holds; return the results that applied."""
-        held_now: set[str] = set()
-        for chunk in chunks([r.delivery_id for r in results], _IDS_PER_CHECK):
-            found = await self._all(
-                # Expressions, not bare columns: SQLite must look the ids up, not range-scan
-                # every pending row through the (status, next_attempt_at) index.
-                f"SELECT id FROM rp_deliveries WHERE id IN ({placeholders(len(chunk))}) "
-                f"AND lease_owner || '' = {{}} AND status || '' = 'pending'{self.lock_rows}",
-                *chunk,
-                worker_id,
-            )
-            held_now.update(row["id"] for row in found)
-        applied = [result for result in results if result.delivery_id in held_now]
         attempted = [
             (
                 _STATUS[result.outcome],
@@ -314,28 +302,55 @@ class DeliveryQueries(SQLStatements):
                 ms(attempt.at),
                 result.delivery_id,
             )
-            for result in applied
+            for result in results
             if (attempt := result.attempt) is not None
         ]
-        if attempted:
+        parked = [
+            (_STATUS[result.outcome], result.delivery_id)
+            for result in results
+            if result.attempt is None
+        ]
+        held_now = await self._settle(attempted, parked, worker_id)
+        return [result for result in results if result.delivery_id in held_now]
+
+    async def _settle(
+        self,
+        attempted: Sequence[tuple[object, ...]],
+        parked: Sequence[tuple[object, ...]],
+        worker_id: str,
+    ) -> set[str]:
+        """Write outcomes to the rows ``worker_id`` still leases; return their ids.
+
+        ``attempted`` rows are (status, next_attempt_at, attempts, response_status, latency_ms,
+        error, last_attempt_at, id); ``parked`` rows are (status, id). A dialect may do this in
+        fewer statements (the Postgres plugin updates from arrays).
+        """
+        held_now: set[str] = set()
+        ids = [row[-1] for row in attempted] + [row[-1] for row in parked]
+        for chunk in chunks(ids, _IDS_PER_CHECK):
+            found = await self._all(
+                # Expressions, not bare columns: SQLite must look the ids up, not range-scan
+                # every pending row through an index on status.
+                f"SELECT id FROM rp_deliveries WHERE id IN ({placeholders(len(chunk))}) "
+                f"AND lease_owner || '' = {{}} AND status || '' = 'pending'{self.lock_rows}",
+                *chunk,
+                worker_id,
+            )
+            held_now.update(row["id"] for row in found)
+        if held_attempted := [row for row in attempted if row[-1] in held_now]:
             await self._many(
                 "UPDATE rp_deliveries SET status = {}, next_attempt_at = {}, attempts = {}, "
                 "response_status = {}, latency_ms = {}, error = {}, last_attempt_at = {}, "
                 "lease_owner = NULL, lease_until = NULL WHERE id = {}",
-                attempted,
+                held_attempted,
             )
-        parked = [
-            (_STATUS[result.outcome], result.delivery_id)
-            for result in applied
-            if result.attempt is None
-        ]
-        if parked:
+        if held_parked := [row for row in parked if row[-1] in held_now]:
             await self._many(
                 "UPDATE rp_deliveries SET status = {}, next_attempt_at = NULL, "
                 "lease_owner = NULL, lease_until = NULL WHERE id = {}",
-                parked,
+                held_parked,
             )
-        return applied
+        return held_now
 
     async def _apply_tally(
         self,

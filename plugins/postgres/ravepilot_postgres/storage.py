@@ -8,6 +8,7 @@ migrations serialised by an advisory lock, and ``LISTEN/NOTIFY`` wake-ups.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ravepilot_core.errors import ConfigurationError
@@ -40,6 +41,46 @@ class PostgresStorage(SQLStorage):
                 return
             transaction.work_announced = True
         await self._all(f"SELECT pg_notify('{CHANNEL}', '')")
+
+    async def _settle(
+        self,
+        attempted: Sequence[tuple[object, ...]],
+        parked: Sequence[tuple[object, ...]],
+        worker_id: str,
+    ) -> set[str]:
+        """Write a batch of outcomes in one UPDATE per kind, from arrays.
+
+        One statement however large the batch (``executemany`` ran one UPDATE per delivery),
+        and the lease check is its WHERE: Postgres re-checks it after locking each row, so a
+        row another worker took over meanwhile is left alone.
+        """
+        held: set[str] = set()
+        if attempted:
+            found = await self._all(
+                "UPDATE rp_deliveries AS d SET status = u.status, next_attempt_at = u.next_at, "
+                "attempts = u.number, response_status = u.code, latency_ms = u.latency, "
+                "error = u.error, last_attempt_at = u.at, lease_owner = NULL, lease_until = NULL "
+                "FROM unnest({}::text[], {}::bigint[], {}::int[], {}::int[], {}::int[], "
+                "{}::text[], {}::bigint[], {}::text[]) "
+                "AS u(status, next_at, number, code, latency, error, at, id) "
+                "WHERE d.id = u.id AND d.lease_owner = {} AND d.status = 'pending' "
+                "RETURNING d.id",
+                *(list(column) for column in zip(*attempted, strict=True)),
+                worker_id,
+            )
+            held.update(row["id"] for row in found)
+        if parked:
+            found = await self._all(
+                "UPDATE rp_deliveries AS d SET status = u.status, next_attempt_at = NULL, "
+                "lease_owner = NULL, lease_until = NULL "
+                "FROM unnest({}::text[], {}::text[]) AS u(status, id) "
+                "WHERE d.id = u.id AND d.lease_owner = {} AND d.status = 'pending' "
+                "RETURNING d.id",
+                *(list(column) for column in zip(*parked, strict=True)),
+                worker_id,
+            )
+            held.update(row["id"] for row in found)
+        return held
 
     async def wait_for_changes(self, timeout: float) -> bool:
         """Return when another process announces work (NOTIFY), or after ``timeout``."""
