@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from ravepilot_core.clock import utc_from_ms
-from ravepilot_core.ids import new_id
+from ravepilot_core.ids import new_id, timestamp_ms
 from ravepilot_core.models import (
     Delivery,
     DeliveryAttempt,
@@ -25,13 +25,14 @@ from ravepilot_core.protocols import DisableNotice
 from ravepilot_core.sql import rows
 from ravepilot_core.sql.statements import Row, SQLStatements, chunks, placeholders
 
-__all__ = ["DeliveryQueries"]
+__all__ = ["CLAIM_COLUMNS", "DeliveryQueries"]
 
 ms = rows.ms
 
 # Ids checked per lease-check statement (well under the bound-parameter limit).
 _IDS_PER_CHECK = 500
-_CLAIM_COLUMNS = (
+#: What a claim reads per delivery, with ``d`` the delivery, ``e`` its event, ``w`` its endpoint.
+CLAIM_COLUMNS = (
     "d.id AS delivery_id, d.workspace_id, d.event_id, d.event_type, d.attempts, "
     "e.payload, w.id, w.url, w.events, w.description, w.active, w.disabled_reason, "
     "w.failure_count, w.first_failure_at, w.last_status_code, w.last_attempt_at, "
@@ -180,12 +181,26 @@ class DeliveryQueries(SQLStatements):
         endpoint_room: Mapping[str, int] | None = None,
     ) -> list[DeliveryTask]:
         """Lease due deliveries endpoint by endpoint, oldest first, each up to its room."""
-        now_ms, lease_ms = ms(now), ms(lease_until)
-        room = endpoint_room or {}
-        # One index seek per endpoint finds who has work due and since when. A plain read, no
-        # write lock: most wake-ups (a commit somewhere) find nothing to claim, and then cost no
-        # write transaction. Who has work is only a hint; the rows are read and re-checked under
-        # the lock below, and work that appears meanwhile wakes the worker again.
+        found = await self._claim_rows(
+            timestamp_ms(now),
+            worker_id,
+            timestamp_ms(lease_until),
+            limit,
+            per_endpoint,
+            endpoint_room or {},
+        )
+        return _tasks_from_rows(found)
+
+    async def _claim_rows(
+        self,
+        now_ms: int,
+        worker_id: str,
+        lease_ms: int,
+        limit: int,
+        per_endpoint: int | None,
+        room: Mapping[str, int],
+    ) -> Sequence[Row]:
+        """Lease the rows and read them with :data:`CLAIM_COLUMNS` (a dialect may do it at once)."""
         heads = await self._all(
             "SELECT w.id AS endpoint_id, (SELECT MIN(d.next_attempt_at) FROM rp_deliveries d "
             "WHERE d.endpoint_id = w.id AND d.status = 'pending') AS due "
@@ -236,13 +251,13 @@ class DeliveryQueries(SQLStatements):
                 return []
             taken = [row["id"] for row in claimed]
             found = await self._all(
-                f"SELECT {_CLAIM_COLUMNS} FROM rp_deliveries d "
+                f"SELECT {CLAIM_COLUMNS} FROM rp_deliveries d "
                 "JOIN rp_events e ON e.id = d.event_id "
                 "JOIN rp_webhook_endpoints w ON w.id = d.endpoint_id "
                 f"WHERE d.id IN ({placeholders(len(taken))}) ORDER BY d.next_attempt_at, d.id",
                 *taken,
             )
-        return _tasks_from_rows(found)
+        return found
 
     async def record_delivery_results(
         self,
