@@ -55,9 +55,12 @@ class PostgresStorage(SQLStorage):
     ) -> Sequence[Row]:
         """Lease and read due deliveries in one statement.
 
-        Per endpoint (a LATERAL seek of the pending index), up to its room, rows other workers
-        hold are skipped; of those the oldest ``limit`` are leased and returned with their
-        event and endpoint. One round trip where the portable claim takes five.
+        Per endpoint (a LATERAL seek of the pending index), up to its room and never more than
+        ``limit``, rows other workers hold are skipped; of those the oldest ``limit`` are leased
+        and returned with their event and endpoint. One round trip where the portable claim
+        takes five. The per-endpoint bound matters: every row the seeks return stays locked
+        until the statement ends, and a concurrent claim skips it, so reading a whole backlog
+        would leave other workers with nothing to take.
         """
         return await self._all(
             "WITH room AS (SELECT * FROM unnest({}::text[], {}::int[]) AS r(endpoint_id, take)), "
@@ -65,7 +68,8 @@ class PostgresStorage(SQLStorage):
             "CROSS JOIN LATERAL (SELECT d.id, d.next_attempt_at FROM rp_deliveries d "
             "WHERE d.endpoint_id = w.id AND d.status = 'pending' AND d.next_attempt_at <= {} "
             "ORDER BY d.next_attempt_at "
-            "LIMIT COALESCE((SELECT take FROM room WHERE room.endpoint_id = w.id), {}::int) "
+            "LIMIT LEAST(COALESCE((SELECT take FROM room WHERE room.endpoint_id = w.id), "
+            "{}::int, {}::int), {}::int) "
             "FOR UPDATE SKIP LOCKED) p ORDER BY p.next_attempt_at LIMIT {}), "
             "claimed AS (UPDATE rp_deliveries d "
             "SET lease_owner = {}, lease_until = {}, next_attempt_at = {} "
@@ -79,6 +83,8 @@ class PostgresStorage(SQLStorage):
             [max(0, take) for take in room.values()],
             now_ms,
             per_endpoint,
+            limit,
+            limit,
             limit,
             worker_id,
             lease_ms,
