@@ -35,6 +35,7 @@ from piccolo.engine.sqlite import SQLiteEngine
 from piccolo.querystring import QueryString
 
 from ravepilot_core.errors import BackendError, ConfigurationError
+from ravepilot_core.sql.statements import is_read_only
 
 __all__ = ["InlineSQLiteEngine"]
 
@@ -163,7 +164,7 @@ class InlineSQLiteEngine(SQLiteEngine):
     async def _run(self, query: str, args: Sequence[Any]) -> Any:
         if self.current_transaction.get() is not None:
             return self._connect().execute(query, args).fetchall()
-        if query.lstrip()[:6].upper() == "SELECT":
+        if is_read_only(query):
             # A lone read needs no lock: the reader connection sees only committed rows, and
             # an execute() runs to completion without yielding to other coroutines.
             return await self._read(query, args)

@@ -16,11 +16,20 @@ from piccolo.querystring import QueryString
 from ravepilot_core.models import Job
 from ravepilot_core.sql import rows
 
-__all__ = ["Row", "SQLStatements", "chunks", "placeholders"]
+__all__ = ["Row", "SQLStatements", "chunks", "is_read_only", "placeholders"]
 
 Row = Mapping[str, Any]  # sqlite3.Row on SQLite, asyncpg.Record on Postgres
 # Bound parameters one statement may have: SQLite allows 32,766, Postgres 32,767.
 MAX_PARAMETERS = 32_766
+
+
+def is_read_only(query: str) -> bool:
+    """Whether ``query`` is a lone SELECT.
+
+    It changes nothing, so an engine may run it outside a write transaction (SQLite) or run it
+    again on another connection when the first was found dead (Postgres).
+    """
+    return query.lstrip()[:6].upper() == "SELECT"
 
 
 def placeholders(count: int) -> str:

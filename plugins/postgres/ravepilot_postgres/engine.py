@@ -35,6 +35,7 @@ from piccolo.engine.postgres import PostgresEngine
 from piccolo.querystring import QueryString
 
 from ravepilot_core.errors import BackendError, ConfigurationError
+from ravepilot_core.sql.statements import is_read_only
 
 __all__ = ["MIN_SERVER_VERSION", "AsyncpgEngine", "translate_errors"]
 
@@ -157,7 +158,7 @@ class AsyncpgEngine(PostgresEngine):
             if transaction is not None:
                 return await transaction.connection.fetch(query, *args)
             pool = self._pool()
-            if not query.lstrip()[:6].upper() == "SELECT":
+            if not is_read_only(query):
                 return await pool.fetch(query, *args)
             for _ in range(pool.get_max_size()):
                 try:
@@ -240,7 +241,7 @@ class _Transaction:
         if not self._outer:
             return
         self._engine.current_transaction.reset(self._token)
-        pool = self._engine._pool() if self._engine.pool is not None else None
+        pool = self._engine.pool
         # Shielded: a cancelled caller must still end its transaction and free the connection.
         with anyio.CancelScope(shield=True):
             try:
