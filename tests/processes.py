@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -14,6 +16,9 @@ import anyio
 import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
+
+from ravepilot_core import LinkRequest, RavePilot, Settings
+from ravepilot_core.webhooks import NewWebhookEndpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = [sys.executable, "-m", "ravepilot_server.cli", "worker"]
@@ -85,3 +90,49 @@ async def stopped(process: Process, signum: signal.Signals, log: Path) -> int:
 def receipt_count(receipts: Path) -> int:
     """How many deliveries reached the sink so far (one line each)."""
     return receipts.read_bytes().count(b"\n")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def ravepilot_env(settings: Settings) -> dict[str, str]:
+    """The environment of a RavePilot process started on ``settings`` (and nothing else of ours).
+
+    The test's own ``RAVEPILOT_*`` variables are dropped, so a developer's shell cannot leak in.
+    """
+    env = {name: value for name, value in os.environ.items() if not name.startswith("RAVEPILOT_")}
+    env["RAVEPILOT_DATA_DIR"] = str(settings.data_dir)
+    if settings.database_url is not None:
+        env["RAVEPILOT_DATABASE_URL"] = settings.database_url
+    if settings.secret_key is not None:
+        env["RAVEPILOT_SECRET_KEY"] = settings.secret_key
+    env["RAVEPILOT_ALLOW_PRIVATE_WEBHOOKS"] = str(settings.allow_private_webhooks).lower()
+    return env
+
+
+async def queue_deliveries(
+    settings: Settings, sink_port: int, *, endpoints: int, invitations: int
+) -> None:
+    """In-process: ``endpoints`` endpoints on the sink, then ``invitations`` invitations.
+
+    Each invitation.created event fans out to every endpoint: endpoints x invitations pending
+    deliveries. Invitations are created 25 at a time, concurrently (commits batch up).
+    """
+    async with await RavePilot.from_settings(settings) as rp:
+        workspace = await rp.workspaces.create("load")
+        for number in range(endpoints):
+            url = f"http://127.0.0.1:{sink_port}/hook/{number}"
+            await rp.webhooks.create(workspace.id, NewWebhookEndpoint(url=url))
+
+        async def invite(numbers: range) -> None:
+            for number in numbers:
+                request = LinkRequest(customer_email=f"customer{number}@example.com")
+                await rp.invitations.create(workspace.id, request)
+
+        async with anyio.create_task_group() as group:
+            for start in range(0, invitations, 25):
+                group.start_soon(invite, range(start, min(start + 25, invitations)))

@@ -12,7 +12,6 @@ disturb what it logs.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import sqlite3
@@ -21,13 +20,20 @@ from collections import Counter
 from contextlib import closing
 from pathlib import Path
 
-import anyio
 import pytest
 
-from ravepilot_core import LinkRequest, RavePilot, Settings
+from ravepilot_core import Settings
 from ravepilot_core.dispatch import LEASE
-from ravepilot_core.webhooks import NewWebhookEndpoint
-from tests.processes import WORKER, receipt_count, running, sink, stopped, until
+from tests.processes import (
+    WORKER,
+    queue_deliveries,
+    ravepilot_env,
+    receipt_count,
+    running,
+    sink,
+    stopped,
+    until,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.sqlite]
 
@@ -39,16 +45,6 @@ DELIVERIES = ENDPOINTS * INVITATIONS  # 5,000
 STOPS = (signal.SIGKILL, signal.SIGKILL, signal.SIGTERM, signal.SIGKILL, signal.SIGKILL)
 RECEIPTS_PER_RUN = (200, 700)  # a run is stopped after a random number of receipts in this range
 LEASE_MS = round(LEASE.total_seconds() * 1000)
-
-
-def worker_env(data_dir: Path) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("RAVEPILOT_")}
-    env.update(
-        RAVEPILOT_DATA_DIR=str(data_dir),
-        RAVEPILOT_SECRET_KEY=SECRET_KEY,
-        RAVEPILOT_ALLOW_PRIVATE_WEBHOOKS="true",
-    )
-    return env
 
 
 # -- state -------------------------------------------------------------------------------------
@@ -89,24 +85,10 @@ def expire_leases(db: Path, pid: int) -> None:
     )
 
 
-async def queue_deliveries(data_dir: Path, port: int) -> set[str]:
-    """Create the endpoints and the invitations in-process; return the delivery ids."""
-    settings = Settings(data_dir=data_dir, secret_key=SECRET_KEY, allow_private_webhooks=True)
-    async with await RavePilot.from_settings(settings) as rp:
-        workspace = await rp.workspaces.create("crash")
-        for number in range(ENDPOINTS):
-            url = f"http://127.0.0.1:{port}/hook/{number}"
-            await rp.webhooks.create(workspace.id, NewWebhookEndpoint(url=url))
-
-        async def invite(numbers: range) -> None:
-            for number in numbers:
-                request = LinkRequest(customer_email=f"customer{number}@example.com")
-                await rp.invitations.create(workspace.id, request)
-
-        async with anyio.create_task_group() as group:  # concurrent: group commits are faster
-            for start in range(0, INVITATIONS, 25):
-                group.start_soon(invite, range(start, min(start + 25, INVITATIONS)))
-    found = query(data_dir / "ravepilot.db", "SELECT id, status FROM rp_deliveries")
+async def queue_and_list_deliveries(settings: Settings, port: int) -> set[str]:
+    """Queue the deliveries in-process; return their ids."""
+    await queue_deliveries(settings, port, endpoints=ENDPOINTS, invitations=INVITATIONS)
+    found = query(settings.data_dir / "ravepilot.db", "SELECT id, status FROM rp_deliveries")
     assert {status for _, status in found} == {"pending"}
     return {str(delivery_id) for delivery_id, _ in found}
 
@@ -122,11 +104,12 @@ async def test_worker_killed_mid_delivery_loses_nothing_and_records_each_once(
     receipts = tmp_path / "receipts.log"
     receipts.touch()
     worker_log = tmp_path / "worker.log"
-    env = worker_env(data_dir)
+    settings = Settings(data_dir=data_dir, secret_key=SECRET_KEY, allow_private_webhooks=True)
+    env = ravepilot_env(settings)
     in_flight: list[set[str]] = []  # per stop: what the stopped worker had leased and not recorded
 
     async with sink(receipts, tmp_path / "sink.log") as port:
-        delivery_ids = await queue_deliveries(data_dir, port)
+        delivery_ids = await queue_and_list_deliveries(settings, port)
         assert len(delivery_ids) == DELIVERIES
 
         for stop in STOPS:

@@ -7,9 +7,7 @@ processes' workers claim from the same queue.
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +18,8 @@ import httpx
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from tests.processes import receipt_count, running, sink, stopped
+from ravepilot_core import Settings
+from tests.processes import free_port, ravepilot_env, receipt_count, running, sink, stopped
 from tests.scaling.conftest import Database
 from tests.server.test_cli import KEY_PATTERN
 
@@ -30,24 +29,19 @@ CUSTOMERS = 200
 REPEATS = 50  # invitations sent again for customers already invited
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_two_api_processes_share_requests_and_deliveries(
     tmp_path: Path, postgres: Database
 ) -> None:
     admin: Any = postgres.admin
     schema = postgres.schema
     port = free_port()
-    env = {name: value for name, value in os.environ.items() if not name.startswith("RAVEPILOT_")}
-    env.update(
-        RAVEPILOT_DATA_DIR=str(tmp_path / "data"),
-        RAVEPILOT_DATABASE_URL=postgres.url,
-        RAVEPILOT_SECRET_KEY="api-scaling-test-secret-key-0123456789abcdefghijklmnop",
-        RAVEPILOT_ALLOW_PRIVATE_WEBHOOKS="true",
+    env = ravepilot_env(
+        Settings(
+            data_dir=tmp_path / "data",
+            database_url=postgres.url,
+            secret_key="api-scaling-test-secret-key-0123456789abcdefghijklmnop",
+            allow_private_webhooks=True,
+        )
     )
     serve = [sys.executable, "-m", "ravepilot_server.cli", "serve", "--port", str(port)]
     serve += ["--workers", "2"]

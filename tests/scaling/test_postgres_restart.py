@@ -19,13 +19,13 @@ import anyio
 import pytest
 
 from ravepilot_core.testing.components import require_component
-from tests.processes import WORKER, receipt_count, running, sink
+from tests.processes import WORKER, queue_deliveries, ravepilot_env, receipt_count, running, sink
 from tests.scaling.conftest import SERVER_URL, Database
-from tests.scaling.test_postgres_workers import queue_deliveries, worker_env
+from tests.scaling.test_postgres_workers import ENDPOINTS, INVITATIONS, worker_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-DELIVERIES = 10 * 1_000  # as queued by queue_deliveries: 10 endpoints x 1,000 invitations
+DELIVERIES = ENDPOINTS * INVITATIONS
 
 
 def local_cluster() -> tuple[str, str] | None:
@@ -74,8 +74,9 @@ async def test_a_restarted_server_is_survived_and_nothing_is_lost(
     log = tmp_path / "worker.log"
 
     async with sink(receipts, tmp_path / "sink.log") as port:
-        await queue_deliveries(data_dir, postgres.url, port)
-        env = worker_env(data_dir, postgres.url)
+        settings = worker_settings(data_dir, postgres.url)
+        await queue_deliveries(settings, port, endpoints=ENDPOINTS, invitations=INVITATIONS)
+        env = ravepilot_env(settings)
         async with running(WORKER, env=env, stdout=subprocess.DEVNULL, log=log) as worker:
             with anyio.fail_after(60):
                 while receipt_count(receipts) < 2_000:

@@ -7,7 +7,6 @@ succeeded exactly once, and the only duplicates are deliveries the killed worker
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 from collections import Counter
@@ -17,10 +16,17 @@ from typing import Any
 import anyio
 import pytest
 
-from ravepilot_core import LinkRequest, RavePilot, Settings
+from ravepilot_core import Settings
 from ravepilot_core.dispatch import LEASE
-from ravepilot_core.webhooks import NewWebhookEndpoint
-from tests.processes import WORKER, receipt_count, running, sink, stopped
+from tests.processes import (
+    WORKER,
+    queue_deliveries,
+    ravepilot_env,
+    receipt_count,
+    running,
+    sink,
+    stopped,
+)
 from tests.scaling.conftest import Database
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -33,38 +39,13 @@ WORKERS = 3
 LEASE_MS = round(LEASE.total_seconds() * 1000)
 
 
-def worker_env(data_dir: Path, database_url: str) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("RAVEPILOT_")}
-    env.update(
-        RAVEPILOT_DATA_DIR=str(data_dir),
-        RAVEPILOT_DATABASE_URL=database_url,
-        RAVEPILOT_SECRET_KEY=SECRET_KEY,
-        RAVEPILOT_ALLOW_PRIVATE_WEBHOOKS="true",
-    )
-    return env
-
-
-async def queue_deliveries(data_dir: Path, database_url: str, port: int) -> None:
-    settings = Settings(
+def worker_settings(data_dir: Path, database_url: str) -> Settings:
+    return Settings(
         data_dir=data_dir,
         database_url=database_url,
         secret_key=SECRET_KEY,
         allow_private_webhooks=True,
     )
-    async with await RavePilot.from_settings(settings) as rp:
-        workspace = await rp.workspaces.create("scale")
-        for number in range(ENDPOINTS):
-            url = f"http://127.0.0.1:{port}/hook/{number}"
-            await rp.webhooks.create(workspace.id, NewWebhookEndpoint(url=url))
-
-        async def invite(numbers: range) -> None:
-            for number in numbers:
-                request = LinkRequest(customer_email=f"customer{number}@example.com")
-                await rp.invitations.create(workspace.id, request)
-
-        async with anyio.create_task_group() as group:
-            for start in range(0, INVITATIONS, 50):
-                group.start_soon(invite, range(start, start + 50))
 
 
 async def until(condition: Any, *, timeout: float, what: str, logs: list[Path]) -> None:
@@ -87,7 +68,8 @@ async def test_three_workers_share_the_queue_and_a_killed_one_loses_nothing(
     receipts = tmp_path / "receipts.log"
     receipts.touch()
     logs = [tmp_path / f"worker{n}.log" for n in range(WORKERS)]
-    env = worker_env(data_dir, postgres.url)
+    settings = worker_settings(data_dir, postgres.url)
+    env = ravepilot_env(settings)
 
     async def count(status: str) -> int:
         return int(
@@ -108,7 +90,7 @@ async def test_three_workers_share_the_queue_and_a_killed_one_loses_nothing(
             await anyio.sleep(0.05)
 
     async with sink(receipts, tmp_path / "sink.log") as port:
-        await queue_deliveries(data_dir, postgres.url, port)
+        await queue_deliveries(settings, port, endpoints=ENDPOINTS, invitations=INVITATIONS)
         assert await count("pending") == DELIVERIES
 
         async with (

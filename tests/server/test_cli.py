@@ -6,7 +6,6 @@ import email
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from ravepilot_server.cli import main
+from tests.processes import free_port
 
 KEY_PATTERN = re.compile(r"^\s*(rp_live_[A-Za-z0-9_-]{43})\s*$", re.MULTILINE)
 
@@ -101,12 +101,6 @@ def test_unknown_backend_scheme_names_what_is_installed(cli: CliRunner) -> None:
     assert "sqlite" in result.output
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _request(
     url: str, key: str | None = None, body: dict[str, object] | None = None
 ) -> tuple[int, dict[str, object]]:
@@ -124,7 +118,7 @@ def _request(
 
 def test_serve_first_start_prints_a_key_that_creates_invitations(tmp_path: Path) -> None:
     """What a new user does: start the server, then the README's curl."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "RAVEPILOT_DATA_DIR": str(tmp_path / "data")}
     env.pop("RAVEPILOT_SECRET_KEY", None)
     server = subprocess.Popen(
