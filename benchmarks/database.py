@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from common import BenchmarkAborted
+from common import BenchmarkAborted, process_cpu_seconds, process_name
 
 __all__ = [
     "DEFAULT_POSTGRES_URL",
@@ -190,20 +190,12 @@ def postgres_cpu_seconds() -> dict[int, float]:
     run costs the database.
     """
     found: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or process_name(int(entry.name)) != "postgres":
             continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as stat:
-                text = stat.read()
-        except OSError:
-            continue  # gone meanwhile
-        name, _, rest = text.partition(" (")[2].rpartition(") ")
-        if name != "postgres":
-            continue
-        fields = rest.split()
-        found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+        seconds = process_cpu_seconds(int(entry.name))
+        if seconds is not None:  # None: gone meanwhile
+            found[int(entry.name)] = seconds
     return found
 
 

@@ -56,7 +56,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from common import BenchmarkAborted, log, process_cpu_seconds
+from common import BenchmarkAborted, log, machine_busy_seconds, process_cpu_seconds
 from database import BenchDatabase, add_database_arguments, postgres_cpu_seconds, postgres_cpu_since
 
 HERE = Path(__file__).resolve().parent
@@ -65,18 +65,6 @@ TARGET_RATIO = 0.5
 TARGET_P99_MS = 50.0
 MAX_ERROR_RATE = 0.01
 POLL_SECONDS = 0.1  # how often the throughput phase counts what is still pending
-
-
-def machine_busy_seconds() -> float | None:
-    """CPU seconds all CPUs have spent busy since boot (everything but idle and iowait)."""
-    try:
-        with open("/proc/stat") as stat:
-            fields = [int(value) for value in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    # user nice system idle iowait irq softirq steal (guest time is already in user)
-    busy = sum(fields[:8]) - fields[3] - fields[4]
-    return busy / os.sysconf("SC_CLK_TCK")
 
 
 class CpuMeter:

@@ -45,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from common import BenchmarkAborted, log, process_cpu_seconds
+from common import BenchmarkAborted, log, machine_busy_seconds, process_cpu_seconds
 
 from ravepilot_core.facade import RavePilot
 from ravepilot_core.models import Page, Submission
@@ -239,13 +239,6 @@ class SQLiteTarget:
 
 
 # -- measuring -------------------------------------------------------------------------------------
-def machine_busy_seconds() -> float:
-    """CPU seconds all CPUs have spent busy since boot (everything but idle and iowait)."""
-    with open("/proc/stat") as stat:
-        fields = [int(value) for value in stat.readline().split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
 def summary(samples: list[float]) -> dict[str, float]:
     samples = sorted(samples)
 
@@ -362,7 +355,12 @@ async def measure(target: Any, args: argparse.Namespace) -> dict[str, Any]:
         wall = time.perf_counter() - before[0]
         own = time.process_time() - before[1]
         server = sum(process_cpu_seconds(pid) or 0 for pid in pids) - server_before
-        others = machine_busy_seconds() - before[2] - own - server
+        busy_after = machine_busy_seconds()
+        others = (
+            None
+            if busy_after is None or before[2] is None
+            else busy_after - before[2] - own - server
+        )
         explain = {}
         if args.explain:
             for label, call in list(calls.items())[1:]:
@@ -385,7 +383,7 @@ async def measure(target: Any, args: argparse.Namespace) -> dict[str, Any]:
         "cpu_percent": {
             "this process": 100 * own / wall,
             "its postgres backends": 100 * server / wall if pids else None,
-            "other processes": 100 * max(others, 0) / wall,
+            "other processes": None if others is None else 100 * max(others, 0) / wall,
         },
         "cases": cases,
         "explain": explain,
