@@ -37,6 +37,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     secret_key: str | None = None
     allow_private_webhooks: bool = False
     max_body_bytes: int = 1024 * 1024
+    # The largest clip a customer may upload (a file picked instead of recording can be big).
+    max_clip_bytes: Annotated[int, msgspec.Meta(ge=1)] = 1024**3
+    # Requests a minute to the public portal routes per invite link (and 4x per address).
+    portal_rate_limit: Annotated[int, msgspec.Meta(ge=1)] = 600
     # Webhook requests a worker keeps in flight, in all and to any one endpoint.
     webhook_concurrency: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 256
     webhook_per_endpoint: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 64

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import anyio
 
 from ravepilot_core.crypto import Keyring
-from ravepilot_core.protocols import Clock, Mailer, Storage
+from ravepilot_core.errors import ConfigurationError
+from ravepilot_core.protocols import Clock, Mailer, MediaStore, Storage
 
 __all__ = ["Context", "Resolver", "WorkSignal"]
 
@@ -66,6 +67,18 @@ class Context:
     allow_private_webhooks: bool = False
     resolver: Resolver = resolve_with_dns
     work: WorkSignal = field(default_factory=WorkSignal)
+    media_store: MediaStore | None = None
+    max_upload_bytes: int = 1024**3
+
+    @property
+    def media(self) -> MediaStore:
+        """The media store; an instance made without one cannot take uploads."""
+        if self.media_store is None:
+            raise ConfigurationError(
+                "this RavePilot has no media store: pass media=... (for example "
+                "FileMediaStore) or set RAVEPILOT_MEDIA_URL"
+            )
+        return self.media_store
 
     def wake_worker(self) -> None:
         """Tell in-process workers that new jobs or deliveries were committed."""

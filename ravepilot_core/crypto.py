@@ -65,6 +65,7 @@ class Keyring:
         self._secrets_aead = AESGCM(self._derive(material, b"ravepilot/webhook-secrets"))
         self._responses_aead = AESGCM(self._derive(material, b"ravepilot/stored-responses"))
         self._invite_key = self._derive(material, b"ravepilot/invite-tokens")
+        self._media_key = self._derive(material, b"ravepilot/media-urls")
 
     @staticmethod
     def _derive(material: bytes, purpose: bytes) -> bytes:
@@ -110,3 +111,15 @@ class Keyring:
         """Return the submission's invite token: always the same, unguessable without the key."""
         digest = hmac.new(self._invite_key, submission_id.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def media_signature(self, key: str, expires: int, content_type: str | None = None) -> str:
+        """Sign a playback URL for the media ``key`` that works until Unix time ``expires``."""
+        message = f"{expires}\n{content_type or ''}\n{key}".encode()
+        return hmac.new(self._media_key, message, hashlib.sha256).hexdigest()
+
+    def media_signature_valid(
+        self, key: str, expires: int, signature: str, content_type: str | None = None
+    ) -> bool:
+        """Tell, in constant time, whether ``signature`` is :meth:`media_signature`'s."""
+        expected = self.media_signature(key, expires, content_type)
+        return hmac.compare_digest(expected, signature)

@@ -9,10 +9,13 @@ without knowing every subclass::
     │   └── InvalidSignature          (400 invalid_signature) a webhook failed verification
     ├── AuthenticationFailed          (401 unauthenticated)  missing/malformed/unknown/revoked key
     ├── PermissionDenied              (403 missing_scope)    valid key without the needed scope
+    ├── LinkExpired                   (403 link_expired)     a signed playback URL ran out
     ├── NotFound                      (404 not_found)        absent in *your* workspace
+    │   └── MediaNotFound             (404 media_not_found)  no such object in the media store
     ├── Conflict                      (409 conflict)         clashes with the current state
     │   └── IdempotencyConflict       (409 idempotency_conflict)
     ├── PayloadTooLarge               (413 payload_too_large)
+    ├── UnsupportedMediaType          (415 unsupported_media_type)  not a video we can take
     ├── RateLimited                   (429 rate_limited)     carries ``retry_after`` seconds
     ├── ConfigurationError            (500 configuration_error)  bad settings at start-up
     │   └── BackendNotFound           (500 backend_not_found)    no plugin for a URL scheme
@@ -33,12 +36,15 @@ __all__ = [
     "InvalidRequest",
     "InvalidSignature",
     "JobAbandoned",
+    "LinkExpired",
     "MailRejected",
+    "MediaNotFound",
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
     "RateLimited",
     "RavePilotError",
+    "UnsupportedMediaType",
 ]
 
 
@@ -83,11 +89,24 @@ class PermissionDenied(RavePilotError):
     code = "missing_scope"
 
 
+class LinkExpired(RavePilotError):
+    """A signed, expiring URL (playback) is past its time; the message says how to get another."""
+
+    status = 403
+    code = "link_expired"
+
+
 class NotFound(RavePilotError):
     """The resource does not exist in the caller's workspace."""
 
     status = 404
     code = "not_found"
+
+
+class MediaNotFound(NotFound):
+    """A media store holds no object under the key asked for."""
+
+    code = "media_not_found"
 
 
 class Conflict(RavePilotError):
@@ -108,6 +127,13 @@ class PayloadTooLarge(RavePilotError):
 
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(RavePilotError):
+    """An upload is not a video (or audio) format RavePilot accepts; the message names them."""
+
+    status = 415
+    code = "unsupported_media_type"
 
 
 class RateLimited(RavePilotError):

@@ -13,12 +13,16 @@ from ravepilot_core.config import Settings
 from ravepilot_core.context import Context, Resolver, resolve_with_dns
 from ravepilot_core.crypto import Keyring
 from ravepilot_core.dispatch import Dispatcher, Sender
+from ravepilot_core.erasure import ErasureService
 from ravepilot_core.idempotency import IdempotencyService
 from ravepilot_core.invitations import InvitationService
 from ravepilot_core.jobs import JobWorker
 from ravepilot_core.metrics import Metrics
-from ravepilot_core.protocols import Clock, Mailer, Storage
+from ravepilot_core.portal import PortalService
+from ravepilot_core.protocols import Clock, Mailer, MediaStore, Storage
+from ravepilot_core.review import ReviewService
 from ravepilot_core.submissions import SubmissionService
+from ravepilot_core.uploads import UploadService
 from ravepilot_core.webhooks import WebhookService
 from ravepilot_core.worker import Worker
 from ravepilot_core.workspaces import WorkspaceService
@@ -47,6 +51,8 @@ class RavePilot:
         storage: Storage,
         mailer: Mailer,
         secret_key: str,
+        media: MediaStore | None = None,
+        max_upload_bytes: int = 1024**3,
         public_url: str = "http://127.0.0.1:8000",
         mail_from: str = "RavePilot <noreply@localhost>",
         clock: Clock | None = None,
@@ -62,6 +68,8 @@ class RavePilot:
             mail_from=mail_from,
             allow_private_webhooks=allow_private_webhooks,
             resolver=resolver,
+            media_store=media,
+            max_upload_bytes=max_upload_bytes,
         )
         if allow_private_webhooks:
             log.warning(
@@ -76,6 +84,10 @@ class RavePilot:
         self.invitations = InvitationService(self.context, self.collectors, self.submissions)
         self.webhooks = WebhookService(self.context, self.sender)
         self.idempotency = IdempotencyService(self.context)
+        self.erasure = ErasureService(self.context, self.submissions)
+        self.portal = PortalService(self.context, self.submissions, self.erasure)
+        self.uploads = UploadService(self.context)
+        self.review = ReviewService(self.context)
 
     @classmethod
     async def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> RavePilot:
@@ -85,6 +97,7 @@ class RavePilot:
         try:
             await storage.migrate()
             mailer = await open_backend("mailer", settings.resolved_mailer_url)
+            media = await open_backend("media", settings.resolved_media_url)
         except BaseException:
             await storage.close()
             raise
@@ -92,6 +105,8 @@ class RavePilot:
             storage=storage,
             mailer=mailer,
             secret_key=secret_key,
+            media=media,
+            max_upload_bytes=settings.max_clip_bytes,
             public_url=settings.public_url,
             mail_from=settings.mail_from,
             clock=clock,
@@ -137,6 +152,7 @@ class RavePilot:
                 per_endpoint=webhook_per_endpoint,
                 poll_interval=webhook_poll_interval,
             ),
+            self.uploads,
         )
 
     async def close(self) -> None:
@@ -144,6 +160,8 @@ class RavePilot:
         try:
             await self.sender.close()
             await self.context.mailer.close()
+            if self.context.media_store is not None:
+                await self.context.media_store.close()
         finally:
             await self.context.storage.close()
 

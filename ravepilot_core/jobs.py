@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 import anyio
 
 from ravepilot_core.context import Context
+from ravepilot_core.erasure import MEDIA_DELETE_JOB, delete_media
 from ravepilot_core.errors import JobAbandoned
 from ravepilot_core.mail import (
     INVITATION_EMAIL_JOB,
@@ -50,6 +51,7 @@ BATCH = 16
 HANDLERS: Mapping[str, JobHandler] = {
     INVITATION_EMAIL_JOB: send_invitation,
     WEBHOOK_DISABLED_JOB: send_webhook_disabled,
+    MEDIA_DELETE_JOB: delete_media,
 }
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "ApiKey",
     "Brand",
     "Clip",
+    "ClipRecord",
     "Collector",
     "Consent",
     "Customer",
@@ -39,6 +40,8 @@ __all__ = [
     "JobStatus",
     "Page",
     "Playback",
+    "PortalClip",
+    "PortalSession",
     "Principal",
     "Render",
     "Review",
@@ -49,6 +52,7 @@ __all__ = [
     "SubmissionStatus",
     "Transcript",
     "TranscriptWord",
+    "Upload",
     "WebhookEndpoint",
     "WebhookEndpointRecord",
     "Workspace",
@@ -247,6 +251,74 @@ class SubmissionRecord(msgspec.Struct, kw_only=True, frozen=True):
     consent: Consent | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class ClipRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """A clip as stored: where its media is, besides what the API shows."""
+
+    id: str
+    workspace_id: str
+    submission_id: str
+    script_key: str
+    status: Literal["uploading", "processing", "ready", "failed"]
+    media_key: str
+    mime_type: str | None = None
+    size_bytes: int | None = None
+    duration_ms: int | None = None
+    transcript: Transcript | None = None
+    review: Review = Review()
+    created_at: datetime
+    updated_at: datetime
+
+
+class Upload(msgspec.Struct, kw_only=True, frozen=True):
+    """A resumable (tus) upload of one clip: how far it got and where its bytes go."""
+
+    id: str
+    workspace_id: str
+    submission_id: str
+    script_key: str
+    length: int
+    offset: int = 0
+    media_key: str
+    filename: str | None = None
+    filetype: str | None = None
+    expires_at: datetime
+    created_at: datetime
+    completed_at: datetime | None = None
+    clip_id: str | None = None
+
+
+class PortalClip(msgspec.Struct, kw_only=True, frozen=True):
+    """A clip as the customer's own page sees it."""
+
+    id: str
+    script_key: str
+    status: Literal["uploading", "processing", "ready", "failed"]
+    mime_type: str | None = None
+    size_bytes: int | None = None
+    created_at: datetime
+
+
+class PortalSession(msgspec.Struct, kw_only=True, frozen=True):
+    """What the recording page needs, answered to the invite token alone.
+
+    ``upload_url`` is the tus creation URL (a path on the portal's host).
+    """
+
+    submission_id: str
+    status: SubmissionStatus
+    customer_name: str | None = None
+    brand: Brand
+    locale: str
+    consent_text: str
+    consent_version: str
+    consent: Consent | None = None
+    script: tuple[ScriptPrompt, ...]
+    clips: tuple[PortalClip, ...] = ()
+    upload_url: str
+    max_upload_bytes: int
+    accepted_types: tuple[str, ...]
 
 
 class InvitationResult(msgspec.Struct, kw_only=True, frozen=True):

@@ -6,12 +6,13 @@ contract suite for its protocol in :mod:`ravepilot_core.testing`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
 from ravepilot_core.models import (
     ApiKey,
+    ClipRecord,
     Collector,
     Delivery,
     DeliveryAttempt,
@@ -25,16 +26,28 @@ from ravepilot_core.models import (
     Job,
     SubmissionRecord,
     SubmissionStatus,
+    Upload,
     WebhookEndpointRecord,
     Workspace,
 )
 
-__all__ = ["Clock", "DisableNotice", "JobOutcome", "Mailer", "Storage"]
+__all__ = [
+    "Clock",
+    "DisableNotice",
+    "JobOutcome",
+    "Mailer",
+    "MediaStore",
+    "ReplacedClips",
+    "Storage",
+]
 
 JobOutcome = Literal["succeeded", "retry", "failed"]
 
 DisableNotice = Callable[[WebhookEndpointRecord, datetime], Job]
 """Makes the job that tells a workspace its endpoint was disabled (stored with the change)."""
+
+ReplacedClips = Callable[[Sequence[ClipRecord]], Sequence[Job]]
+"""Makes the jobs that delete the media of clips a retake replaced (stored with the change)."""
 
 
 @runtime_checkable
@@ -81,6 +94,84 @@ class Mailer(Protocol):
 
     async def close(self) -> None:
         """Release connections; called once at shutdown."""
+        ...
+
+
+@runtime_checkable
+class MediaStore(Protocol):
+    """Keeps clips and renders: resumable partial uploads, finished objects, playback handles.
+
+    Keys are ``/``-separated relative paths made by RavePilot (``ws_…/sub_…/clip_….webm``); a
+    store never trusts them further than that. An upload is written with :meth:`append` (each
+    tus PATCH is one call), becomes a readable object with :meth:`finish_upload`, or is thrown
+    away with :meth:`abort_upload`. Nothing is held whole in memory: ``append`` and ``put`` consume
+    their chunks as they arrive and ``read`` yields the object piece by piece.
+
+    Example::
+
+        class TmpMediaStore:
+            async def append(self, key, offset, chunks):
+                with open(f"/tmp/{key}.part", "r+b" if offset else "wb") as f:
+                    f.truncate(offset)
+                    f.seek(offset)
+                    async for chunk in chunks:
+                        f.write(chunk)
+                    return f.tell()
+            ...  # and the other methods below
+    """
+
+    async def append(self, key: str, offset: int, chunks: AsyncIterable[bytes]) -> int:
+        """Write ``chunks`` to the unfinished upload ``key`` starting at byte ``offset``.
+
+        ``offset`` 0 starts the upload; bytes a store kept beyond ``offset`` (from a request the
+        caller never recorded) are discarded first. Returns the upload's size afterwards. Every
+        byte counted in that size is durable; when ``chunks`` ends early (the client went away)
+        what arrived is kept, which is what lets an interrupted upload resume.
+        """
+        ...
+
+    async def finish_upload(self, key: str, size: int) -> None:
+        """Make the first ``size`` bytes of upload ``key`` the object ``key``; drop the upload."""
+        ...
+
+    async def abort_upload(self, key: str) -> None:
+        """Throw away the unfinished upload ``key`` (no error when there is none)."""
+        ...
+
+    async def put(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """Store the object ``key`` from ``chunks`` (replacing any), returning its size."""
+        ...
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Yield bytes ``start`` up to (not including) ``end`` of the object ``key``.
+
+        Raises :class:`~ravepilot_core.errors.MediaNotFound` when there is no such object.
+        """
+        ...
+
+    async def size(self, key: str) -> int | None:
+        """Return the object's size in bytes, or None when it does not exist."""
+        ...
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Delete objects and unfinished uploads under ``keys``; missing keys are not an error.
+
+        A key ending in ``/`` deletes everything under that prefix (erasing a submission).
+        """
+        ...
+
+    async def playback_url(
+        self, key: str, *, expires_at: datetime, content_type: str | None = None
+    ) -> str | None:
+        """Return a signed URL that serves the object until ``expires_at``, or None.
+
+        None means the store cannot sign URLs itself (the local file store): RavePilot then
+        serves the object through its own signed, expiring ``/media/…`` route.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release connections and files."""
         ...
 
 
@@ -225,6 +316,97 @@ class Storage(Protocol):
 
         ``before_id`` restricts to ids lower than it (keyset pagination); ``offset`` skips rows.
         """
+        ...
+
+    # -- the recording portal ------------------------------------------------------------------
+    async def get_submission_by_token(self, token_hash: str) -> SubmissionRecord | None:
+        """Return the submission whose invite token hashes to ``token_hash``."""
+        ...
+
+    async def update_submission(
+        self,
+        record: SubmissionRecord,
+        *,
+        expect_status: Sequence[SubmissionStatus],
+        events: Sequence[EventRecord] = (),
+        jobs: Sequence[Job] = (),
+    ) -> bool:
+        """Write ``record``'s status, customer, consent and ``updated_at`` with its events and jobs.
+
+        Only when the stored status is one of ``expect_status`` (a compare-and-set, so two
+        requests cannot both move a submission on); returns False and writes nothing otherwise.
+        """
+        ...
+
+    async def erase_submission(
+        self,
+        record: SubmissionRecord,
+        *,
+        expect_status: Sequence[SubmissionStatus],
+        events: Sequence[EventRecord] = (),
+        jobs: Sequence[Job] = (),
+    ) -> bool:
+        """Like :meth:`update_submission`, and delete the submission's clips and uploads too."""
+        ...
+
+    async def list_clips(self, submission_ids: Sequence[str]) -> list[ClipRecord]:
+        """Return the clips of the given submissions, oldest first."""
+        ...
+
+    async def get_clip(self, workspace_id: str, clip_id: str) -> ClipRecord | None:
+        """Return the clip if it belongs to the workspace."""
+        ...
+
+    async def review_clip(
+        self, clip: ClipRecord, *, events: Sequence[EventRecord] = ()
+    ) -> SubmissionStatus | None:
+        """Store ``clip.review`` (and ``updated_at``) with its events; return the submission status.
+
+        When no clip of a ``submitted`` submission is left pending, the submission becomes
+        ``reviewed`` in the same transaction, however many reviewers decide at once. Returns
+        None (writing nothing) when the clip no longer exists.
+        """
+        ...
+
+    async def create_upload(self, upload: Upload) -> None:
+        """Store a new upload."""
+        ...
+
+    async def get_upload(self, submission_id: str, upload_id: str) -> Upload | None:
+        """Return the submission's upload."""
+        ...
+
+    async def advance_upload(self, upload_id: str, *, from_offset: int, to_offset: int) -> bool:
+        """Move an unfinished upload's offset from ``from_offset`` to ``to_offset``.
+
+        Returns False (writing nothing) when the stored offset is not ``from_offset`` or the
+        upload is finished or gone: another request got there first.
+        """
+        ...
+
+    async def complete_upload(
+        self,
+        upload: Upload,
+        clip: ClipRecord,
+        *,
+        events: Sequence[EventRecord] = (),
+        replaced: ReplacedClips = lambda clips: (),
+    ) -> bool:
+        """Finish ``upload`` (its final offset, ``completed_at``, ``clip_id``) and store ``clip``.
+
+        In one transaction: the submission's earlier clip for the same prompt is deleted (a
+        retake) and ``replaced(deleted clips)`` jobs are stored, then the clip and its events.
+        Returns False (writing nothing) unless the upload was unfinished and its submission is
+        still ``recording``.
+        """
+        ...
+
+    async def delete_upload(self, upload_id: str) -> bool:
+        """Delete an unfinished upload; False when there was none."""
+        ...
+
+    async def list_expired_uploads(self, *, now: datetime, limit: int) -> list[Upload]:
+        """Return unfinished uploads whose ``expires_at`` is before ``now``, oldest first."""
         ...
 
     # -- events and webhooks -------------------------------------------------------------------

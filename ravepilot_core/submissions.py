@@ -7,7 +7,8 @@ import binascii
 
 from ravepilot_core.context import Context
 from ravepilot_core.errors import InvalidRequest, NotFound
-from ravepilot_core.models import Page, Submission, SubmissionRecord, SubmissionStatus
+from ravepilot_core.models import Clip, Page, Submission, SubmissionRecord, SubmissionStatus
+from ravepilot_core.playback import clip_view
 
 __all__ = ["MAX_PAGE_SIZE", "SubmissionService", "decode_cursor", "encode_cursor"]
 
@@ -45,9 +46,14 @@ class SubmissionService:
         self._ctx = context
 
     def view(
-        self, record: SubmissionRecord, host: str | None = None, *, token: str | None = None
+        self,
+        record: SubmissionRecord,
+        host: str | None = None,
+        *,
+        token: str | None = None,
+        clips: tuple[Clip, ...] = (),
     ) -> Submission:
-        """Return the API view of a stored submission (with its link).
+        """Return the API view of a stored submission (with its link and the clips given).
 
         ``token`` is the submission's invite token when the caller has already derived it.
         """
@@ -62,6 +68,7 @@ class SubmissionService:
             link=link,
             invitation_email=record.invitation_email,
             consent=record.consent,
+            clips=clips,
             created_at=record.created_at,
             updated_at=record.updated_at,
         )
@@ -70,12 +77,28 @@ class SubmissionService:
         collector = await self._ctx.storage.get_collector(workspace_id, collector_id)
         return collector.host if collector else None
 
-    async def get(self, workspace_id: str, submission_id: str) -> Submission:
-        """Return one submission or raise NotFound."""
+    async def _clips_of(self, submission_ids: list[str]) -> dict[str, tuple[Clip, ...]]:
+        found: dict[str, list[Clip]] = {i: [] for i in submission_ids}
+        for record in await self._ctx.storage.list_clips(submission_ids):
+            found[record.submission_id].append(await clip_view(self._ctx, record))
+        return {i: tuple(clips) for i, clips in found.items()}
+
+    async def full_view(self, record: SubmissionRecord) -> Submission:
+        """Return the API view of a stored submission with its clips (as events carry it)."""
+        clips = await self._clips_of([record.id])
+        host = await self._host_of(record.workspace_id, record.collector_id)
+        return self.view(record, host, clips=clips[record.id])
+
+    async def record(self, workspace_id: str, submission_id: str) -> SubmissionRecord:
+        """Return one stored submission or raise NotFound."""
         record = await self._ctx.storage.get_submission(workspace_id, submission_id)
         if record is None:
             raise NotFound(f"no submission {submission_id!r} in this workspace")
-        return self.view(record, await self._host_of(workspace_id, record.collector_id))
+        return record
+
+    async def get(self, workspace_id: str, submission_id: str) -> Submission:
+        """Return one submission or raise NotFound."""
+        return await self.full_view(await self.record(workspace_id, submission_id))
 
     async def list(
         self,
@@ -112,6 +135,7 @@ class SubmissionService:
         hosts: dict[str, str | None] = {}
         for collector_id in {r.collector_id for r in records}:
             hosts[collector_id] = await self._host_of(workspace_id, collector_id)
-        data = [self.view(r, hosts[r.collector_id]) for r in records]
+        clips = await self._clips_of([r.id for r in records])
+        data = [self.view(r, hosts[r.collector_id], clips=clips[r.id]) for r in records]
         next_cursor = encode_cursor(records[-1].id) if has_more and records else None
         return Page(data=data, has_more=has_more, next_cursor=next_cursor)

@@ -17,6 +17,8 @@ _ERROR_DESCRIPTIONS = {
     404: "No such resource in your workspace",
     409: "Conflicts with the current state (or an Idempotency-Key clash)",
     413: "Request body too large",
+    415: "Not a media type RavePilot accepts",
+    429: "Too many requests: wait for Retry-After seconds",
     503: "A backend is unavailable; safe to retry",
 }
 API_ERRORS = (400, 401, 403, 404, 409, 413)

@@ -2,7 +2,8 @@
 
 Statements are portable SQL run through Piccolo's ``QueryString`` (see
 :mod:`ravepilot_core.sql.statements`), inside Piccolo's engines and transactions. The delivery
-queue's half is :mod:`ravepilot_core.sql.deliveries`. Piccolo's query builder is not used
+queue's half is :mod:`ravepilot_core.sql.deliveries`, the recording portal's
+:mod:`ravepilot_core.sql.recordings`. Piccolo's query builder is not used
 here: building a statement with it costs ~100 µs against ~18 µs for a ``QueryString``, and an
 invitation runs eight statements on the request path.
 """
@@ -34,6 +35,7 @@ from ravepilot_core.protocols import JobOutcome
 from ravepilot_core.sql import rows
 from ravepilot_core.sql.deliveries import DeliveryQueries
 from ravepilot_core.sql.migrations import apply_migrations
+from ravepilot_core.sql.recordings import RecordingQueries
 from ravepilot_core.sql.statements import placeholders
 
 __all__ = ["SQLStorage"]
@@ -47,7 +49,7 @@ def _is_unique_violation(exc: Exception) -> bool:
     return "unique" in text or "duplicate key" in text
 
 
-class SQLStorage(DeliveryQueries):
+class SQLStorage(RecordingQueries, DeliveryQueries):
     """A :class:`~ravepilot_core.protocols.Storage` over a Piccolo engine."""
 
     # -- lifecycle ---------------------------------------------------------------------------

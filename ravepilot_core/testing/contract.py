@@ -60,11 +60,12 @@ from ravepilot_core.testing.contract_data import (
     new_workspace,
 )
 from ravepilot_core.testing.delivery_contract import DeliveryQueueContract
+from ravepilot_core.testing.recordings_contract import RecordingsContract
 
 __all__ = ["StorageContract"]
 
 
-class StorageContract(DeliveryQueueContract):
+class StorageContract(RecordingsContract, DeliveryQueueContract):
     """Behaviour every :class:`~ravepilot_core.protocols.Storage` must have.
 
     Subclass it in a class named ``Test...`` and override the ``storage`` fixture to yield a

@@ -46,6 +46,7 @@ from ravepilot_core.models import (
     Workspace,
 )
 from ravepilot_core.protocols import DisableNotice, JobOutcome
+from ravepilot_core.testing.memory_recordings import MemoryRecordings
 
 __all__ = ["MemoryMailer", "MemoryStorage", "open_memory_mailer", "open_memory_storage"]
 
@@ -158,7 +159,7 @@ def _with_health(
     return msgspec.structs.replace(record, endpoint=endpoint)
 
 
-class MemoryStorage:
+class MemoryStorage(MemoryRecordings):
     """A :class:`~ravepilot_core.protocols.Storage` that keeps everything in this process.
 
     Every ``open_memory_storage()`` starts empty and nothing survives the process. Stored values
@@ -172,6 +173,7 @@ class MemoryStorage:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self._lock: anyio.Lock | None = None
         self._workspaces: dict[str, Workspace] = {}
         self._api_keys: dict[str, ApiKey] = {}

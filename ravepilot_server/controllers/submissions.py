@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from litestar import Controller, get
+from litestar import Controller, delete, get
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from ravepilot_core.models import Submission
@@ -47,3 +47,15 @@ class SubmissionController(Controller):
     ) -> Submission:
         """Get one submission with its clips and renders."""
         return await ravepilot.submissions.get(principal.workspace_id, submission_id)
+
+    @delete(
+        "/{submission_id:str}",
+        summary="Erase a submission's media and personal data",
+        opt={"scope": "review"},
+        responses=documented(401, 403, 404, 409),
+    )
+    async def erase_submission(
+        self, ravepilot: RavePilotDep, principal: PrincipalDep, submission_id: FromPath[str]
+    ) -> None:
+        """Erase media, transcripts and personal data; the id answers as withdrawn after."""
+        await ravepilot.erasure.erase(principal.workspace_id, submission_id)

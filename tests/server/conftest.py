@@ -14,6 +14,7 @@ import pytest
 from litestar import Litestar
 
 from ravepilot_core import RavePilot, Settings
+from ravepilot_core.filemedia import FileMediaStore
 from ravepilot_core.outbox import open_outbox_mailer
 from ravepilot_core.sql.sqlite import open_sqlite_storage
 from ravepilot_server import create_app
@@ -45,7 +46,7 @@ async def open_ravepilot(directory: Path, **options: Any) -> AsyncIterator[RaveP
         mailer=open_outbox_mailer(f"outbox://{directory}/outbox"),
         secret_key=SECRET_KEY,
         public_url=PUBLIC_URL,
-        **options,
+        **{"media": FileMediaStore(directory / "media"), **options},
     )
     try:
         yield instance

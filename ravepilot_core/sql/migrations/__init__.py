@@ -23,6 +23,7 @@ MIGRATIONS: tuple[str, ...] = (
     "m0001_initial",
     "m0002_delivery_engine",
     "m0003_pending_by_endpoint",
+    "m0004_clips_and_uploads",
 )
 
 

@@ -1,0 +1,273 @@
+"""The recording portal's half of :class:`~ravepilot_core.testing.MemoryStorage`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import anyio
+import msgspec
+
+from ravepilot_core.clock import utc_from_ms
+from ravepilot_core.errors import Conflict
+from ravepilot_core.ids import timestamp_ms
+from ravepilot_core.models import (
+    ClipRecord,
+    EventRecord,
+    Job,
+    SubmissionRecord,
+    SubmissionStatus,
+    Upload,
+)
+from ravepilot_core.protocols import ReplacedClips
+
+__all__ = ["MemoryRecordings"]
+
+_clip_decoder = msgspec.json.Decoder(ClipRecord)
+_upload_decoder = msgspec.json.Decoder(Upload)
+
+
+def _stored_clip(clip: ClipRecord) -> ClipRecord:
+    """The clip as a database round trip returns it (times truncated to milliseconds)."""
+    return _clip_decoder.decode(msgspec.json.encode(_truncate(clip)))
+
+
+def _stored_upload(upload: Upload) -> Upload:
+    return _upload_decoder.decode(msgspec.json.encode(_truncate(upload)))
+
+
+def _truncate(value: msgspec.Struct) -> msgspec.Struct:
+    """Replace every top-level and review datetime by its millisecond truncation."""
+    changes: dict[str, object] = {}
+    for name in value.__struct_fields__:
+        field = getattr(value, name)
+        if isinstance(field, datetime):
+            changes[name] = utc_from_ms(timestamp_ms(field))
+        elif name == "review" and field.decided_at is not None:
+            changes[name] = msgspec.structs.replace(
+                field, decided_at=utc_from_ms(timestamp_ms(field.decided_at))
+            )
+    return msgspec.structs.replace(value, **changes)
+
+
+class MemoryRecordings:
+    """Submissions moving through the portal, their clips and uploads, kept in memory."""
+
+    _submissions: dict[str, SubmissionRecord]
+
+    def __init__(self) -> None:
+        self._clips: dict[str, ClipRecord] = {}
+        self._uploads: dict[str, Upload] = {}
+
+    # Provided by MemoryStorage.
+    def _locked(self) -> anyio.Lock:
+        raise NotImplementedError
+
+    def _check_new_events_and_jobs(
+        self, events: Sequence[EventRecord], jobs: Sequence[Job]
+    ) -> None:
+        raise NotImplementedError
+
+    def _write_events(self, events: Sequence[EventRecord]) -> None:
+        raise NotImplementedError
+
+    def _write_jobs(self, jobs: Sequence[Job]) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _normalised_submission(record: SubmissionRecord) -> SubmissionRecord:
+        raise NotImplementedError
+
+    # -- submissions -----------------------------------------------------------------------------
+    async def get_submission_by_token(self, token_hash: str) -> SubmissionRecord | None:
+        """Return the submission an invite token opens."""
+        async with self._locked():
+            return next((s for s in self._submissions.values() if s.token_hash == token_hash), None)
+
+    def _set_submission(
+        self, record: SubmissionRecord, expect_status: Sequence[SubmissionStatus]
+    ) -> bool:
+        stored = self._submissions.get(record.id)
+        if stored is None or stored.status not in expect_status:
+            return False
+        taken = any(
+            s.id != record.id
+            and s.collector_id == stored.collector_id
+            and s.customer.email == record.customer.email
+            for s in self._submissions.values()
+        )
+        if taken:  # the SQL storage's unique index refuses it
+            raise Conflict("another submission of the collector has this customer email")
+        self._submissions[record.id] = self._normalised_submission(
+            msgspec.structs.replace(
+                stored,
+                status=record.status,
+                customer=record.customer,
+                consent=record.consent,
+                updated_at=record.updated_at,
+            )
+        )
+        return True
+
+    async def update_submission(
+        self,
+        record: SubmissionRecord,
+        *,
+        expect_status: Sequence[SubmissionStatus],
+        events: Sequence[EventRecord] = (),
+        jobs: Sequence[Job] = (),
+    ) -> bool:
+        """Move the submission on if its stored status is one of ``expect_status``."""
+        async with self._locked():
+            self._check_new_events_and_jobs(events, jobs)
+            if not self._set_submission(record, expect_status):
+                return False
+            self._write_events(events)
+            self._write_jobs(jobs)
+            return True
+
+    async def erase_submission(
+        self,
+        record: SubmissionRecord,
+        *,
+        expect_status: Sequence[SubmissionStatus],
+        events: Sequence[EventRecord] = (),
+        jobs: Sequence[Job] = (),
+    ) -> bool:
+        """Move the submission on and delete its clips and uploads."""
+        async with self._locked():
+            self._check_new_events_and_jobs(events, jobs)
+            if not self._set_submission(record, expect_status):
+                return False
+            for table in (self._clips, self._uploads):
+                for key in [k for k, v in table.items() if v.submission_id == record.id]:
+                    del table[key]
+            self._write_events(events)
+            self._write_jobs(jobs)
+            return True
+
+    # -- clips -----------------------------------------------------------------------------------
+    async def list_clips(self, submission_ids: Sequence[str]) -> list[ClipRecord]:
+        """Return the submissions' clips, oldest first."""
+        async with self._locked():
+            wanted = set(submission_ids)
+            return sorted(
+                (c for c in self._clips.values() if c.submission_id in wanted), key=lambda c: c.id
+            )
+
+    async def get_clip(self, workspace_id: str, clip_id: str) -> ClipRecord | None:
+        """Return the clip if it belongs to the workspace."""
+        async with self._locked():
+            clip = self._clips.get(clip_id)
+            return clip if clip and clip.workspace_id == workspace_id else None
+
+    async def review_clip(
+        self, clip: ClipRecord, *, events: Sequence[EventRecord] = ()
+    ) -> SubmissionStatus | None:
+        """Store the decision; the last one on a submitted submission makes it reviewed."""
+        async with self._locked():
+            stored = self._clips.get(clip.id)
+            submission = self._submissions.get(clip.submission_id)
+            if stored is None or submission is None:
+                return None
+            self._check_new_events_and_jobs(events, ())
+            self._clips[clip.id] = _stored_clip(
+                msgspec.structs.replace(stored, review=clip.review, updated_at=clip.updated_at)
+            )
+            status = submission.status
+            pending = any(
+                c.submission_id == submission.id and c.review.status == "pending"
+                for c in self._clips.values()
+            )
+            if status == "submitted" and not pending:
+                status = "reviewed"
+                self._submissions[submission.id] = self._normalised_submission(
+                    msgspec.structs.replace(submission, status=status, updated_at=clip.updated_at)
+                )
+            self._write_events(events)
+            return status
+
+    # -- uploads ---------------------------------------------------------------------------------
+    async def create_upload(self, upload: Upload) -> None:
+        """Store a new upload."""
+        async with self._locked():
+            if upload.id in self._uploads:
+                raise Conflict(f"upload {upload.id} exists")
+            self._uploads[upload.id] = _stored_upload(upload)
+
+    async def get_upload(self, submission_id: str, upload_id: str) -> Upload | None:
+        """Return the submission's upload."""
+        async with self._locked():
+            upload = self._uploads.get(upload_id)
+            return upload if upload and upload.submission_id == submission_id else None
+
+    async def advance_upload(self, upload_id: str, *, from_offset: int, to_offset: int) -> bool:
+        """Compare-and-set the offset of an unfinished upload."""
+        async with self._locked():
+            upload = self._uploads.get(upload_id)
+            if upload is None or upload.completed_at is not None or upload.offset != from_offset:
+                return False
+            self._uploads[upload_id] = msgspec.structs.replace(upload, offset=to_offset)
+            return True
+
+    async def complete_upload(
+        self,
+        upload: Upload,
+        clip: ClipRecord,
+        *,
+        events: Sequence[EventRecord] = (),
+        replaced: ReplacedClips = lambda clips: (),
+    ) -> bool:
+        """Finish the upload and store its clip, replacing the prompt's earlier clip."""
+        async with self._locked():
+            stored = self._uploads.get(upload.id)
+            submission = self._submissions.get(upload.submission_id)
+            if stored is None or stored.completed_at is not None:
+                return False
+            if submission is None or submission.status != "recording":
+                return False
+            earlier = [
+                c
+                for c in self._clips.values()
+                if c.submission_id == clip.submission_id and c.script_key == clip.script_key
+            ]
+            jobs = replaced(earlier) if earlier else ()
+            self._check_new_events_and_jobs(events, jobs)
+            if clip.id in self._clips:
+                raise Conflict(f"clip {clip.id} exists")
+            for old in earlier:
+                del self._clips[old.id]
+            self._write_jobs(jobs)
+            self._uploads[upload.id] = _stored_upload(
+                msgspec.structs.replace(
+                    stored,
+                    offset=upload.offset,
+                    completed_at=upload.completed_at,
+                    clip_id=upload.clip_id,
+                )
+            )
+            self._clips[clip.id] = _stored_clip(clip)
+            self._write_events(events)
+            return True
+
+    async def delete_upload(self, upload_id: str) -> bool:
+        """Delete an unfinished upload."""
+        async with self._locked():
+            upload = self._uploads.get(upload_id)
+            if upload is None or upload.completed_at is not None:
+                return False
+            del self._uploads[upload_id]
+            return True
+
+    async def list_expired_uploads(self, *, now: datetime, limit: int) -> list[Upload]:
+        """Return unfinished uploads past their expiry, oldest first."""
+        async with self._locked():
+            found = sorted(
+                (
+                    u
+                    for u in self._uploads.values()
+                    if u.completed_at is None and u.expires_at < now
+                ),
+                key=lambda u: u.expires_at,
+            )
+            return found[:limit]
