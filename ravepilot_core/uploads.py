@@ -75,7 +75,6 @@ class _Body:
         self._room = room
         self._sniff = sniff
         self.overflowed = False
-        self.detected: str | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         head = b""
@@ -107,8 +106,7 @@ class _Body:
 
     def _check(self, head: bytes) -> None:
         self._sniff = False
-        self.detected = sniff_video_type(head)
-        if self.detected is None:
+        if sniff_video_type(head) is None:
             raise UnsupportedMediaType(
                 "this file is not a video RavePilot can take: upload a recording in one of "
                 + ", ".join(ACCEPTED_TYPES)
@@ -249,19 +247,22 @@ class UploadService:
             raise Conflict("another request moved this upload on; HEAD it and resume")
         upload = msgspec.structs.replace(upload, offset=size)
         if size == upload.length:
-            upload = await self._finish(upload, body.detected)
+            upload = await self._finish(upload)
         if body.overflowed:  # the declared bytes were kept (and made the clip); the rest not
             raise PayloadTooLarge(
                 f"this upload is {upload.length} bytes (Upload-Length); more were sent"
             )
         return upload
 
-    async def _finish(self, upload: Upload, detected: str | None) -> Upload:
+    async def _finish(self, upload: Upload) -> Upload:
         ctx = self._ctx
         now = ctx.clock.now()
         await ctx.media.finish_upload(upload.media_key, upload.length)
-        mime_type = upload.filetype or detected
-        if detected == "video/webm" and upload.filetype == "video/x-matroska":
+        # The container decides the type, not what the client said it sent (the first append
+        # checked it is a video; it may have been an earlier request than this one).
+        head = b"".join([c async for c in ctx.media.read(upload.media_key, 0, _SNIFF_BYTES)])
+        mime_type = sniff_video_type(head)
+        if mime_type == "video/webm" and upload.filetype == "video/x-matroska":
             mime_type = "video/x-matroska"
         clip = ClipRecord(
             id=new_id("clip", now),
