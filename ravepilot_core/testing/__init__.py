@@ -1,7 +1,7 @@
 """Test doubles and contract suites: in-memory backends, a frozen clock, the backend contracts.
 
-Everything here imports without pytest except :class:`StorageContract` and :class:`MailerContract`,
-which are loaded on first use (they are pytest test classes)::
+Everything here imports without pytest except :class:`StorageContract`, :class:`MailerContract`
+and :class:`MediaStoreContract`, which are loaded on first use (they are pytest test classes)::
 
     from ravepilot_core.testing import FrozenClock, StorageContract, open_memory_storage
 
@@ -22,18 +22,23 @@ from ravepilot_core.testing.memory import (
     open_memory_mailer,
     open_memory_storage,
 )
+from ravepilot_core.testing.memory_media import MemoryMediaStore, open_memory_media
 
 if TYPE_CHECKING:
     from ravepilot_core.testing.contract import StorageContract
     from ravepilot_core.testing.mailer_contract import MailerContract
+    from ravepilot_core.testing.media_contract import MediaStoreContract
 
 __all__ = [
     "FrozenClock",
     "MailerContract",
+    "MediaStoreContract",
     "MemoryMailer",
+    "MemoryMediaStore",
     "MemoryStorage",
     "StorageContract",
     "open_memory_mailer",
+    "open_memory_media",
     "open_memory_storage",
 ]
 
@@ -42,12 +47,13 @@ _CONTRACT_MODULES = (
     "ravepilot_core.testing.contract",
     "ravepilot_core.testing.delivery_contract",
     "ravepilot_core.testing.mailer_contract",
+    "ravepilot_core.testing.media_contract",
 )
 
 
 def __getattr__(name: str) -> Any:
     # The contract suites import pytest, which an app using the memory backends may not have.
-    if name in ("StorageContract", "MailerContract"):
+    if name in ("StorageContract", "MailerContract", "MediaStoreContract"):
         if not any(module in sys.modules for module in _CONTRACT_MODULES):
             import pytest
 
@@ -57,6 +63,10 @@ def __getattr__(name: str) -> Any:
             from ravepilot_core.testing.mailer_contract import MailerContract
 
             return MailerContract
+        if name == "MediaStoreContract":
+            from ravepilot_core.testing.media_contract import MediaStoreContract
+
+            return MediaStoreContract
         from ravepilot_core.testing.contract import StorageContract
 
         return StorageContract

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ravepilot_core import backends
 from ravepilot_core.backends import installed_backends, open_backend
 from ravepilot_core.errors import BackendNotFound, ConfigurationError
 from ravepilot_core.testing import MemoryStorage
@@ -44,8 +45,16 @@ async def test_a_scheme_opens_its_backend_and_the_escape_hatch_loads_a_factory()
     assert isinstance(escape_hatch, MemoryStorage)
 
 
-async def test_a_missing_scheme_names_the_installed_ones_and_the_package_to_install() -> None:
+async def test_a_missing_scheme_names_the_installed_ones_and_the_package_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As on a machine without the S3 plugin (the test environment installs every plugin).
+    every = backends._entry_points
+    monkeypatch.setattr(
+        backends, "_entry_points", lambda kind: [ep for ep in every(kind) if ep.name != "s3"]
+    )
     installed = sorted({b.scheme for b in installed_backends() if b.kind == "media"})
+    assert "s3" not in installed
     with pytest.raises(BackendNotFound) as caught:
         await open_backend("media", "s3://bucket/prefix")
     assert f"installed: {', '.join(installed) or 'none'}" in str(caught.value)
