@@ -28,6 +28,9 @@ __all__ = ["READ_SIZE", "FileMediaStore", "check_media_key", "open_file_media"]
 
 #: How many bytes :meth:`FileMediaStore.read` yields at a time.
 READ_SIZE = 256 * 1024
+# What append and put gather before a write: request bodies arrive in pieces of 64-256 KiB, and
+# a hop to a worker thread per piece cost more than the write (benchmarks/README.md, upload.py).
+_WRITE_SIZE = 1024 * 1024
 _UPLOADS = ".uploads"
 _MAX_KEY_LENGTH = 1024  # S3's limit; no RavePilot key comes near it
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
@@ -126,9 +129,7 @@ class FileMediaStore:
             raise ValueError(f"offset must not be negative, got {offset}")
         file = await anyio.to_thread.run_sync(self._open_upload, path, offset)
         try:
-            async for chunk in chunks:
-                if chunk:
-                    await anyio.to_thread.run_sync(file.write, chunk)
+            await _write_chunks(file, chunks)
         finally:
             # Even when the chunks failed (the client went away) or the task is cancelled,
             # what was written is made durable: the caller counts it as received.
@@ -211,9 +212,7 @@ class FileMediaStore:
         file = await anyio.to_thread.run_sync(_in_fresh_directory, target.parent, create)
         try:
             try:
-                async for chunk in chunks:
-                    if chunk:
-                        await anyio.to_thread.run_sync(file.write, chunk)
+                await _write_chunks(file, chunks)
             finally:
                 with anyio.CancelScope(shield=True):
                     size = await anyio.to_thread.run_sync(self._sync_and_close, file)
@@ -280,6 +279,29 @@ class FileMediaStore:
 
     async def close(self) -> None:
         """Nothing to release: every call opens and closes its own files."""
+
+
+async def _write_chunks(file: BinaryIO, chunks: AsyncIterable[bytes]) -> None:
+    """Write ``chunks`` to ``file`` in batches of about 1 MiB, one thread hop each.
+
+    Whatever way the chunks end (exhausted, failed, or the task cancelled), the chunks received
+    but not yet written are written before this returns or raises: callers count them.
+    """
+    batch: list[bytes] = []
+    held = 0
+    try:
+        async for chunk in chunks:
+            if chunk:
+                # Kept until the batch is written: a copy, should the sender reuse its buffer.
+                batch.append(chunk if isinstance(chunk, bytes) else bytes(chunk))
+                held += len(chunk)
+                if held >= _WRITE_SIZE:
+                    pieces, batch, held = batch, [], 0
+                    await anyio.to_thread.run_sync(file.writelines, pieces)
+    finally:
+        if batch:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(file.writelines, batch)
 
 
 def _file_size(path: Path) -> int | None:
