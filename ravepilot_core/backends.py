@@ -28,6 +28,7 @@ _INSTALL_HINTS = {
     ("storage", "postgres"): "pip install ravepilot-postgres",
     ("mailer", "smtp"): "pip install ravepilot-smtp",
     ("media", "s3"): "pip install ravepilot-s3",
+    ("transcriber", "whisper"): "pip install ravepilot-whisper",
 }
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 

@@ -49,6 +49,7 @@ class NewCollector(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     auto_render: bool = False
     render_formats: list[RenderFormat] | None = None
     locale: Annotated[str, msgspec.Meta(min_length=2, max_length=35)] = "en"
+    min_clip_seconds: Annotated[int, msgspec.Meta(ge=0, le=60)] = 1
 
 
 class CollectorChanges(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -66,6 +67,7 @@ class CollectorChanges(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     locale: Annotated[str, msgspec.Meta(min_length=2, max_length=35)] | msgspec.UnsetType = (
         msgspec.UNSET
     )
+    min_clip_seconds: Annotated[int, msgspec.Meta(ge=0, le=60)] | msgspec.UnsetType = msgspec.UNSET
 
 
 def default_collector(brand_name: str, now: datetime) -> Collector:
@@ -115,6 +117,12 @@ def _check(collector: Collector) -> Collector:
         raise InvalidRequest("script keys must be unique")
     if not collector.render_formats:
         raise InvalidRequest("render_formats must name at least one format")
+    shortest = min(prompt.max_seconds for prompt in collector.script)
+    if collector.min_clip_seconds >= shortest:
+        raise InvalidRequest(
+            f"min_clip_seconds ({collector.min_clip_seconds}) must be below every prompt's "
+            f"max_seconds (the shortest is {shortest})"
+        )
     return collector
 
 
@@ -142,6 +150,7 @@ class CollectorService:
                 if spec.render_formats is None
                 else tuple(dict.fromkeys(spec.render_formats)),
                 locale=spec.locale,
+                min_clip_seconds=spec.min_clip_seconds,
                 created_at=now,
             )
         )

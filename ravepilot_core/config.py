@@ -33,6 +33,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     mailer_url: str | None = None
     mail_from: str = "RavePilot <noreply@localhost>"
     media_url: str | None = None
+    # "none" switches transcription (or rendering) off.
+    transcriber_url: str = "sphinx://"
+    renderer_url: str = "ffmpeg://"
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str | None = None
     allow_private_webhooks: bool = False

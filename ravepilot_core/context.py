@@ -9,7 +9,7 @@ import anyio
 
 from ravepilot_core.crypto import Keyring
 from ravepilot_core.errors import ConfigurationError
-from ravepilot_core.protocols import Clock, Mailer, MediaStore, Storage
+from ravepilot_core.protocols import Clock, Mailer, MediaStore, Renderer, Storage, Transcriber
 
 __all__ = ["Context", "Resolver", "WorkSignal"]
 
@@ -69,6 +69,18 @@ class Context:
     work: WorkSignal = field(default_factory=WorkSignal)
     media_store: MediaStore | None = None
     max_upload_bytes: int = 1024**3
+    transcriber: Transcriber | None = None
+    renderer: Renderer | None = None
+    # ffmpeg and transcribers each take a core; more at once only makes each slower.
+    media_concurrency: int = 1
+    _media_slots: anyio.CapacityLimiter | None = field(default=None, repr=False)
+
+    @property
+    def media_slots(self) -> anyio.CapacityLimiter:
+        """How many CPU-heavy media steps (normalise, transcribe, render) run at once."""
+        if self._media_slots is None:
+            self._media_slots = anyio.CapacityLimiter(self.media_concurrency)
+        return self._media_slots
 
     @property
     def media(self) -> MediaStore:

@@ -62,9 +62,13 @@ class ReplacedClipsJob:
     def __call__(self, clips: Sequence[ClipRecord]) -> Sequence[Job]:
         """Return one job deleting every replaced clip's media."""
         first = clips[0]
-        return [
-            media_delete_job(first.workspace_id, first.id, [c.media_key for c in clips], self._at)
+        keys = [
+            key
+            for clip in clips
+            for key in (clip.media_key, clip.normalised_key, clip.poster_key)
+            if key is not None
         ]
+        return [media_delete_job(first.workspace_id, first.id, keys, self._at)]
 
 
 async def delete_media(context: Context, job: Job) -> None:

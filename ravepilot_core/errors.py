@@ -16,6 +16,7 @@ without knowing every subclass::
     │   └── IdempotencyConflict       (409 idempotency_conflict)
     ├── PayloadTooLarge               (413 payload_too_large)
     ├── UnsupportedMediaType          (415 unsupported_media_type)  not a video we can take
+    ├── MediaProcessingError          (422 media_processing_failed) ffmpeg & co. could not
     ├── RateLimited                   (429 rate_limited)     carries ``retry_after`` seconds
     ├── ConfigurationError            (500 configuration_error)  bad settings at start-up
     │   └── BackendNotFound           (500 backend_not_found)    no plugin for a URL scheme
@@ -39,6 +40,7 @@ __all__ = [
     "LinkExpired",
     "MailRejected",
     "MediaNotFound",
+    "MediaProcessingError",
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
@@ -134,6 +136,16 @@ class UnsupportedMediaType(RavePilotError):
 
     status = 415
     code = "unsupported_media_type"
+
+
+class MediaProcessingError(RavePilotError):
+    """A clip or render could not be processed (corrupt, silent, too short, a tool failed).
+
+    The message says why in words a user can act on; a failed clip or render shows it.
+    """
+
+    status = 422
+    code = "media_processing_failed"
 
 
 class RateLimited(RavePilotError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from types import TracebackType
+from typing import Any
 
 from ravepilot_core.api_keys import ApiKeyService
 from ravepilot_core.backends import open_backend
@@ -19,7 +20,8 @@ from ravepilot_core.invitations import InvitationService
 from ravepilot_core.jobs import JobWorker
 from ravepilot_core.metrics import Metrics
 from ravepilot_core.portal import PortalService
-from ravepilot_core.protocols import Clock, Mailer, MediaStore, Storage
+from ravepilot_core.protocols import Clock, Mailer, MediaStore, Renderer, Storage, Transcriber
+from ravepilot_core.renders import RenderService
 from ravepilot_core.review import ReviewService
 from ravepilot_core.submissions import SubmissionService
 from ravepilot_core.uploads import UploadService
@@ -52,6 +54,8 @@ class RavePilot:
         mailer: Mailer,
         secret_key: str,
         media: MediaStore | None = None,
+        transcriber: Transcriber | None = None,
+        renderer: Renderer | None = None,
         max_upload_bytes: int = 1024**3,
         public_url: str = "http://127.0.0.1:8000",
         mail_from: str = "RavePilot <noreply@localhost>",
@@ -69,6 +73,8 @@ class RavePilot:
             allow_private_webhooks=allow_private_webhooks,
             resolver=resolver,
             media_store=media,
+            transcriber=transcriber,
+            renderer=renderer,
             max_upload_bytes=max_upload_bytes,
         )
         if allow_private_webhooks:
@@ -87,18 +93,30 @@ class RavePilot:
         self.erasure = ErasureService(self.context, self.submissions)
         self.portal = PortalService(self.context, self.submissions, self.erasure)
         self.uploads = UploadService(self.context)
-        self.review = ReviewService(self.context)
+        self.renders = RenderService(self.context)
+        self.review = ReviewService(self.context, self.renders)
 
     @classmethod
     async def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> RavePilot:
         """Open the backends the settings name (migrating storage) and return a RavePilot."""
         secret_key = settings.load_secret_key()
         storage = await open_backend("storage", settings.resolved_database_url)
+        opened: list[Any] = []
         try:
             await storage.migrate()
             mailer = await open_backend("mailer", settings.resolved_mailer_url)
+            opened.append(mailer)
             media = await open_backend("media", settings.resolved_media_url)
+            opened.append(media)
+            transcriber = renderer = None
+            if settings.transcriber_url != "none":
+                transcriber = await open_backend("transcriber", settings.transcriber_url)
+                opened.append(transcriber)
+            if settings.renderer_url != "none":
+                renderer = await open_backend("renderer", settings.renderer_url)
         except BaseException:
+            for backend in reversed(opened):
+                await backend.close()
             await storage.close()
             raise
         return cls(
@@ -106,6 +124,8 @@ class RavePilot:
             mailer=mailer,
             secret_key=secret_key,
             media=media,
+            transcriber=transcriber,
+            renderer=renderer,
             max_upload_bytes=settings.max_clip_bytes,
             public_url=settings.public_url,
             mail_from=settings.mail_from,
@@ -160,8 +180,13 @@ class RavePilot:
         try:
             await self.sender.close()
             await self.context.mailer.close()
-            if self.context.media_store is not None:
-                await self.context.media_store.close()
+            for backend in (
+                self.context.media_store,
+                self.context.transcriber,
+                self.context.renderer,
+            ):
+                if backend is not None:
+                    await backend.close()
         finally:
             await self.context.storage.close()
 

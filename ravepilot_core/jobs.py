@@ -18,6 +18,7 @@ import anyio
 from ravepilot_core.context import Context
 from ravepilot_core.erasure import MEDIA_DELETE_JOB, delete_media
 from ravepilot_core.errors import JobAbandoned
+from ravepilot_core.ingest import INGEST_JOB, TRANSCRIBE_JOB, ingest_clip, transcribe_clip
 from ravepilot_core.mail import (
     INVITATION_EMAIL_JOB,
     WEBHOOK_DISABLED_JOB,
@@ -26,6 +27,7 @@ from ravepilot_core.mail import (
 )
 from ravepilot_core.models import InvitationEmail, Job
 from ravepilot_core.protocols import JobOutcome
+from ravepilot_core.renders import RENDER_JOB, run_render
 
 __all__ = ["JOB_BACKOFF", "JobHandler", "JobWorker"]
 
@@ -52,6 +54,9 @@ HANDLERS: Mapping[str, JobHandler] = {
     INVITATION_EMAIL_JOB: send_invitation,
     WEBHOOK_DISABLED_JOB: send_webhook_disabled,
     MEDIA_DELETE_JOB: delete_media,
+    INGEST_JOB: ingest_clip,
+    TRANSCRIBE_JOB: transcribe_clip,
+    RENDER_JOB: run_render,
 }
 
 

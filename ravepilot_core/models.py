@@ -44,6 +44,9 @@ __all__ = [
     "PortalSession",
     "Principal",
     "Render",
+    "RenderClip",
+    "RenderRecord",
+    "RenderRequest",
     "Review",
     "Scope",
     "ScriptPrompt",
@@ -133,6 +136,8 @@ class Collector(msgspec.Struct, kw_only=True, frozen=True):
     render_formats: tuple[Literal["9:16", "1:1", "16:9"], ...] = ("9:16",)
     locale: str = "en"
     created_at: datetime
+    # Clips shorter than this are refused after upload (a mis-tap on "record" is not a take).
+    min_clip_seconds: int = 1
 
 
 class Customer(msgspec.Struct, kw_only=True, frozen=True):
@@ -203,6 +208,8 @@ class Clip(msgspec.Struct, kw_only=True, frozen=True):
     transcript: Transcript | None = None
     review: Review = Review()
     playback: Playback | None = None
+    poster: Playback | None = None
+    error: str | None = None
     created_at: datetime
 
 
@@ -267,8 +274,29 @@ class ClipRecord(msgspec.Struct, kw_only=True, frozen=True):
     duration_ms: int | None = None
     transcript: Transcript | None = None
     review: Review = Review()
+    # Set by ingest: the normalised mp4 (what plays and renders) and its poster frame. The
+    # customer's original stays at ``media_key``.
+    normalised_key: str | None = None
+    poster_key: str | None = None
+    error: str | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class RenderRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """A render as stored: where its file is, besides what the API shows."""
+
+    id: str
+    workspace_id: str
+    submission_id: str
+    format: Literal["9:16", "1:1", "16:9"]
+    status: Literal["queued", "running", "succeeded", "failed"]
+    clip_ids: tuple[str, ...]
+    duration_ms: int | None = None
+    media_key: str | None = None
+    error: str | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
 
 
 class Upload(msgspec.Struct, kw_only=True, frozen=True):
@@ -319,6 +347,28 @@ class PortalSession(msgspec.Struct, kw_only=True, frozen=True):
     upload_url: str
     max_upload_bytes: int
     accepted_types: tuple[str, ...]
+
+
+class RenderClip(msgspec.Struct, kw_only=True, frozen=True):
+    """One normalised clip handed to a renderer: a local mp4 file and what was said in it."""
+
+    path: str
+    duration_ms: int
+    transcript: Transcript | None = None
+
+
+class RenderRequest(msgspec.Struct, kw_only=True, frozen=True):
+    """Everything a renderer needs to cut one ad: clips in order, the format and the branding.
+
+    ``logo_path`` is a local copy of the collector's logo (PNG/JPEG), or None.
+    """
+
+    format: Literal["9:16", "1:1", "16:9"]
+    clips: tuple[RenderClip, ...]
+    customer_name: str | None = None
+    brand: Brand
+    logo_path: str | None = None
+    captions: bool = True
 
 
 class InvitationResult(msgspec.Struct, kw_only=True, frozen=True):

@@ -54,10 +54,18 @@ def check_media_url(
 
 
 async def clip_view(context: Context, record: ClipRecord) -> Clip:
-    """Return the API view of a stored clip, with a fresh playback handle when it is ready."""
-    playback = None
+    """Return the API view of a stored clip, with fresh playback handles when it is ready.
+
+    What plays is the normalised mp4 (browsers play it everywhere), with its poster frame.
+    """
+    playback = poster = None
     if record.status == "ready" and context.media_store is not None:
-        playback = await playback_for(context, record.media_key, record.mime_type)
+        if record.normalised_key is not None:
+            playback = await playback_for(context, record.normalised_key, "video/mp4")
+        else:  # an embedder that does not process media: the original plays
+            playback = await playback_for(context, record.media_key, record.mime_type)
+        if record.poster_key is not None:
+            poster = await playback_for(context, record.poster_key, "image/jpeg")
     return Clip(
         id=record.id,
         submission_id=record.submission_id,
@@ -69,5 +77,7 @@ async def clip_view(context: Context, record: ClipRecord) -> Clip:
         transcript=record.transcript,
         review=record.review,
         playback=playback,
+        poster=poster,
+        error=record.error,
         created_at=record.created_at,
     )

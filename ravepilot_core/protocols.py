@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 from ravepilot_core.models import (
@@ -24,8 +25,11 @@ from ravepilot_core.models import (
     IdempotencyRecord,
     InvitationEmail,
     Job,
+    RenderRecord,
+    RenderRequest,
     SubmissionRecord,
     SubmissionStatus,
+    Transcript,
     Upload,
     WebhookEndpointRecord,
     Workspace,
@@ -37,8 +41,10 @@ __all__ = [
     "JobOutcome",
     "Mailer",
     "MediaStore",
+    "Renderer",
     "ReplacedClips",
     "Storage",
+    "Transcriber",
 ]
 
 JobOutcome = Literal["succeeded", "retry", "failed"]
@@ -172,6 +178,62 @@ class MediaStore(Protocol):
 
     async def close(self) -> None:
         """Release connections and files."""
+        ...
+
+
+@runtime_checkable
+class Transcriber(Protocol):
+    """Turns the speech in an audio file into text with word timings.
+
+    RavePilot hands it a 16 kHz mono 16-bit WAV file it extracted from a normalised clip, and
+    stores the transcript on the clip (``clip.transcribed``). Found by URL scheme in the
+    ``ravepilot.transcriber`` group; must pass ``TranscriberContract``.
+
+    Example::
+
+        class ShoutingTranscriber:
+            async def transcribe(self, audio: Path, *, language: str = "en") -> Transcript:
+                text = await my_cloud_api(audio.read_bytes())
+                return Transcript(text=text.upper(), language=language)
+
+            async def close(self) -> None:
+                pass
+    """
+
+    async def transcribe(self, audio: Path, *, language: str = "en") -> Transcript:
+        """Return what is said in ``audio`` (empty text for silence), words in time order."""
+        ...
+
+    async def close(self) -> None:
+        """Release models and processes."""
+        ...
+
+
+@runtime_checkable
+class Renderer(Protocol):
+    """Cuts an ad-ready video from approved clips: joined, framed, branded and captioned.
+
+    Found by URL scheme in the ``ravepilot.renderer`` group; must pass ``RendererContract``.
+    It writes an mp4 (h264/aac, fast start) to ``output`` and returns its duration; RavePilot
+    stores the file in the media store. Raising fails the render with the exception's message.
+
+    Example::
+
+        class FirstClipRenderer:
+            async def render(self, request: RenderRequest, output: Path) -> int:
+                shutil.copyfile(request.clips[0].path, output)
+                return request.clips[0].duration_ms
+
+            async def close(self) -> None:
+                pass
+    """
+
+    async def render(self, request: RenderRequest, output: Path) -> int:
+        """Write the cut to ``output`` and return its duration in milliseconds."""
+        ...
+
+    async def close(self) -> None:
+        """Release processes and files."""
         ...
 
 
@@ -346,7 +408,7 @@ class Storage(Protocol):
         events: Sequence[EventRecord] = (),
         jobs: Sequence[Job] = (),
     ) -> bool:
-        """Like :meth:`update_submission`, and delete the submission's clips and uploads too."""
+        """Like :meth:`update_submission`, and delete its clips, uploads and renders too."""
         ...
 
     async def list_clips(self, submission_ids: Sequence[str]) -> list[ClipRecord]:
@@ -365,6 +427,19 @@ class Storage(Protocol):
         When no clip of a ``submitted`` submission is left pending, the submission becomes
         ``reviewed`` in the same transaction, however many reviewers decide at once. Returns
         None (writing nothing) when the clip no longer exists.
+        """
+        ...
+
+    async def update_clip(
+        self,
+        clip: ClipRecord,
+        *,
+        events: Sequence[EventRecord] = (),
+        jobs: Sequence[Job] = (),
+    ) -> bool:
+        """Store what processing learnt: status, type, duration, transcript, keys, error.
+
+        With its events and follow-up jobs, in one transaction. False when the clip is gone.
         """
         ...
 
@@ -390,12 +465,14 @@ class Storage(Protocol):
         clip: ClipRecord,
         *,
         events: Sequence[EventRecord] = (),
+        jobs: Sequence[Job] = (),
         replaced: ReplacedClips = lambda clips: (),
     ) -> bool:
         """Finish ``upload`` (its final offset, ``completed_at``, ``clip_id``) and store ``clip``.
 
         In one transaction: the submission's earlier clip for the same prompt is deleted (a
-        retake) and ``replaced(deleted clips)`` jobs are stored, then the clip and its events.
+        retake) and ``replaced(deleted clips)`` jobs are stored, then the clip, its events and
+        ``jobs`` (processing it).
         Returns False (writing nothing) unless the upload was unfinished and its submission is
         still ``recording``.
         """
@@ -407,6 +484,29 @@ class Storage(Protocol):
 
     async def list_expired_uploads(self, *, now: datetime, limit: int) -> list[Upload]:
         """Return unfinished uploads whose ``expires_at`` is before ``now``, oldest first."""
+        ...
+
+    # -- renders -------------------------------------------------------------------------------
+    async def create_render(self, render: RenderRecord, *, jobs: Sequence[Job] = ()) -> None:
+        """Store a queued render with the job that makes it."""
+        ...
+
+    async def get_render(self, workspace_id: str, render_id: str) -> RenderRecord | None:
+        """Return the render if it belongs to the workspace."""
+        ...
+
+    async def list_renders(self, submission_ids: Sequence[str]) -> list[RenderRecord]:
+        """Return the renders of the given submissions, oldest first."""
+        ...
+
+    async def update_render(
+        self, render: RenderRecord, *, events: Sequence[EventRecord] = ()
+    ) -> bool:
+        """Store a render's status, duration, file and error with its events.
+
+        A ``succeeded`` render moves its ``submitted`` or ``reviewed`` submission to
+        ``rendered`` in the same transaction. False when the render is gone.
+        """
         ...
 
     # -- events and webhooks -------------------------------------------------------------------

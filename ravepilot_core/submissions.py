@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Literal
 
+from ravepilot_core.captions import to_srt, to_vtt
 from ravepilot_core.context import Context
-from ravepilot_core.errors import InvalidRequest, NotFound
-from ravepilot_core.models import Clip, Page, Submission, SubmissionRecord, SubmissionStatus
+from ravepilot_core.errors import Conflict, InvalidRequest, NotFound
+from ravepilot_core.models import (
+    Clip,
+    Page,
+    Render,
+    Submission,
+    SubmissionRecord,
+    SubmissionStatus,
+)
 from ravepilot_core.playback import clip_view
+from ravepilot_core.renders import render_view
 
 __all__ = ["MAX_PAGE_SIZE", "SubmissionService", "decode_cursor", "encode_cursor"]
 
@@ -52,6 +62,7 @@ class SubmissionService:
         *,
         token: str | None = None,
         clips: tuple[Clip, ...] = (),
+        renders: tuple[Render, ...] = (),
     ) -> Submission:
         """Return the API view of a stored submission (with its link and the clips given).
 
@@ -69,6 +80,7 @@ class SubmissionService:
             invitation_email=record.invitation_email,
             consent=record.consent,
             clips=clips,
+            renders=renders,
             created_at=record.created_at,
             updated_at=record.updated_at,
         )
@@ -77,17 +89,26 @@ class SubmissionService:
         collector = await self._ctx.storage.get_collector(workspace_id, collector_id)
         return collector.host if collector else None
 
-    async def _clips_of(self, submission_ids: list[str]) -> dict[str, tuple[Clip, ...]]:
-        found: dict[str, list[Clip]] = {i: [] for i in submission_ids}
-        for record in await self._ctx.storage.list_clips(submission_ids):
-            found[record.submission_id].append(await clip_view(self._ctx, record))
-        return {i: tuple(clips) for i, clips in found.items()}
+    async def _media_of(
+        self, submission_ids: list[str]
+    ) -> tuple[dict[str, tuple[Clip, ...]], dict[str, tuple[Render, ...]]]:
+        """Return the API views of the submissions' clips and renders, by submission id."""
+        clips: dict[str, list[Clip]] = {i: [] for i in submission_ids}
+        renders: dict[str, list[Render]] = {i: [] for i in submission_ids}
+        for clip in await self._ctx.storage.list_clips(submission_ids):
+            clips[clip.submission_id].append(await clip_view(self._ctx, clip))
+        for render in await self._ctx.storage.list_renders(submission_ids):
+            renders[render.submission_id].append(await render_view(self._ctx, render))
+        return (
+            {i: tuple(found) for i, found in clips.items()},
+            {i: tuple(found) for i, found in renders.items()},
+        )
 
     async def full_view(self, record: SubmissionRecord) -> Submission:
-        """Return the API view of a stored submission with its clips (as events carry it)."""
-        clips = await self._clips_of([record.id])
+        """Return the API view of a stored submission with its clips and renders."""
+        clips, renders = await self._media_of([record.id])
         host = await self._host_of(record.workspace_id, record.collector_id)
-        return self.view(record, host, clips=clips[record.id])
+        return self.view(record, host, clips=clips[record.id], renders=renders[record.id])
 
     async def record(self, workspace_id: str, submission_id: str) -> SubmissionRecord:
         """Return one stored submission or raise NotFound."""
@@ -95,6 +116,19 @@ class SubmissionService:
         if record is None:
             raise NotFound(f"no submission {submission_id!r} in this workspace")
         return record
+
+    async def captions(self, workspace_id: str, clip_id: str, kind: Literal["vtt", "srt"]) -> str:
+        """Return a clip's captions as WebVTT or SubRip, or say why there are none."""
+        clip = await self._ctx.storage.get_clip(workspace_id, clip_id)
+        if clip is None:
+            raise NotFound(f"no clip {clip_id!r} in this workspace")
+        if clip.transcript is None:
+            raise Conflict(
+                f"clip {clip_id} has no transcript yet ({clip.status}); "
+                "wait for the clip.transcribed event"
+            )
+        write = to_vtt if kind == "vtt" else to_srt
+        return write(clip.transcript, duration_ms=clip.duration_ms)
 
     async def get(self, workspace_id: str, submission_id: str) -> Submission:
         """Return one submission or raise NotFound."""
@@ -135,7 +169,10 @@ class SubmissionService:
         hosts: dict[str, str | None] = {}
         for collector_id in {r.collector_id for r in records}:
             hosts[collector_id] = await self._host_of(workspace_id, collector_id)
-        clips = await self._clips_of([r.id for r in records])
-        data = [self.view(r, hosts[r.collector_id], clips=clips[r.id]) for r in records]
+        clips, renders = await self._media_of([r.id for r in records])
+        data = [
+            self.view(r, hosts[r.collector_id], clips=clips[r.id], renders=renders[r.id])
+            for r in records
+        ]
         next_cursor = encode_cursor(records[-1].id) if has_more and records else None
         return Page(data=data, has_more=has_more, next_cursor=next_cursor)

@@ -2,7 +2,8 @@
 
 An upload is created with its full length, receives its bytes in any number of appends (each
 starting exactly where the stored offset says), and on its last byte becomes a clip, replacing
-an earlier clip for the same prompt (a retake). The stored offset is the truth: a request that
+an earlier clip for the same prompt (a retake), and is processed by a durable ingest job
+(:mod:`ravepilot_core.ingest`). The stored offset is the truth: a request that
 died mid-way leaves the offset where its last recorded append ended, and the client resumes
 from there. Bytes are streamed into the media store as they arrive.
 """
@@ -28,6 +29,7 @@ from ravepilot_core.errors import (
 )
 from ravepilot_core.events import make_event
 from ravepilot_core.ids import new_id
+from ravepilot_core.ingest import ingest_job
 from ravepilot_core.models import ClipRecord, Collector, SubmissionRecord, Upload
 from ravepilot_core.playback import clip_view
 
@@ -269,7 +271,7 @@ class UploadService:
             workspace_id=upload.workspace_id,
             submission_id=upload.submission_id,
             script_key=upload.script_key,
-            status="ready",
+            status="processing",
             media_key=upload.media_key,
             mime_type=mime_type,
             size_bytes=upload.length,
@@ -284,7 +286,11 @@ class UploadService:
             at=now,
         )
         if not await ctx.storage.complete_upload(
-            finished, clip, events=[event], replaced=ReplacedClipsJob(now)
+            finished,
+            clip,
+            events=[event],
+            jobs=[ingest_job(clip, now)],
+            replaced=ReplacedClipsJob(now),
         ):
             await ctx.media.delete([upload.media_key])
             raise Conflict("this submission no longer takes clips (finished or withdrawn)")

@@ -17,15 +17,23 @@ from ravepilot_core import RavePilot, Settings, __version__
 from ravepilot_server.allow import allow_header_middleware
 from ravepilot_server.auth import api_key_middleware, provide_principal, provide_ravepilot
 from ravepilot_server.controllers import (
+    ClipController,
     CollectorController,
     DeliveryController,
     InvitationController,
+    PortalApiController,
+    PortalPageController,
+    RenderController,
     SubmissionController,
+    TusController,
     WebhookController,
     health,
+    media,
     metrics,
 )
+from ravepilot_server.controllers.portal_pages import portal_static_router, portal_template_config
 from ravepilot_server.errors import handle_exception
+from ravepilot_server.ratelimit import PortalRateLimit
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -69,6 +77,8 @@ def create_app(
         route_handlers=[
             InvitationController,
             SubmissionController,
+            ClipController,
+            RenderController,
             CollectorController,
             WebhookController,
             DeliveryController,
@@ -77,8 +87,18 @@ def create_app(
         dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
         security=[{"BearerAuth": []}, {"ApiKeyHeader": []}],
     )
+    portal = Router(
+        path="/",
+        route_handlers=[PortalPageController, PortalApiController, TusController, media],
+        middleware=[
+            PortalRateLimit(
+                per_token=settings.portal_rate_limit, per_address=4 * settings.portal_rate_limit
+            )
+        ],
+    )
     return Litestar(
-        route_handlers=[api, health, metrics],
+        route_handlers=[api, portal, portal_static_router(), health, metrics],
+        template_config=portal_template_config(),
         dependencies={"ravepilot": Provide(provide_ravepilot, sync_to_thread=False)},
         exception_handlers={Exception: handle_exception},
         middleware=[allow_header_middleware],

@@ -48,6 +48,9 @@ def clip_row(clip: ClipRecord) -> dict[str, Any]:
         "transcript": None
         if clip.transcript is None
         else msgspec.json.encode(clip.transcript).decode(),
+        "normalised_key": clip.normalised_key,
+        "poster_key": clip.poster_key,
+        "error": clip.error,
         "review_status": clip.review.status,
         "review_note": clip.review.note,
         "decided_at": ms(clip.review.decided_at),
@@ -76,6 +79,9 @@ def clip_from_row(row: Mapping[str, Any]) -> ClipRecord:
             note=row["review_note"],
             decided_at=_dt(row["decided_at"]),
         ),
+        normalised_key=row["normalised_key"],
+        poster_key=row["poster_key"],
+        error=row["error"],
         created_at=utc_from_ms(row["created_at"]),
         updated_at=utc_from_ms(row["updated_at"]),
     )
@@ -195,8 +201,8 @@ class RecordingQueries(SQLStatements):
             await self._lock_submission(record.id)
             if not await self._set_submission(record, expect_status):
                 return False
-            await self._all("DELETE FROM rp_clips WHERE submission_id = {}", record.id)
-            await self._all("DELETE FROM rp_uploads WHERE submission_id = {}", record.id)
+            for table in ("rp_clips", "rp_uploads", "rp_renders"):
+                await self._all(f"DELETE FROM {table} WHERE submission_id = {{}}", record.id)
             await self._write_events(events)
             await self._write_jobs(jobs)
         return True
@@ -253,6 +259,41 @@ class RecordingQueries(SQLStatements):
             await self._write_events(events)
         return status  # type: ignore[return-value]  # a stored SubmissionStatus
 
+    async def update_clip(
+        self,
+        clip: ClipRecord,
+        *,
+        events: Sequence[EventRecord] = (),
+        jobs: Sequence[Job] = (),
+    ) -> bool:
+        """Write what processing learnt about a clip; False when the clip is gone."""
+        values = clip_row(clip)
+        changed = {
+            column: values[column]
+            for column in (
+                "status",
+                "mime_type",
+                "duration_ms",
+                "transcript",
+                "normalised_key",
+                "poster_key",
+                "error",
+                "updated_at",
+            )
+        }
+        assignments = ", ".join(f"{column} = {{}}" for column in changed)
+        async with self.engine.transaction():
+            updated = await self._all(
+                f"UPDATE rp_clips SET {assignments} WHERE id = {{}} RETURNING id",
+                *changed.values(),
+                clip.id,
+            )
+            if not updated:
+                return False
+            await self._write_events(events)
+            await self._write_jobs(jobs)
+        return True
+
     async def create_upload(self, upload: Upload) -> None:
         """Insert an upload."""
         await self._insert("rp_uploads", [upload_row(upload)])
@@ -283,6 +324,7 @@ class RecordingQueries(SQLStatements):
         clip: ClipRecord,
         *,
         events: Sequence[EventRecord] = (),
+        jobs: Sequence[Job] = (),
         replaced: ReplacedClips = lambda clips: (),
     ) -> bool:
         """Finish the upload and store its clip, replacing the prompt's earlier clip."""
@@ -310,6 +352,7 @@ class RecordingQueries(SQLStatements):
             await self._write_jobs(replaced(earlier) if earlier else ())
             await self._insert("rp_clips", [clip_row(clip)])
             await self._write_events(events)
+            await self._write_jobs(jobs)
         return True
 
     async def delete_upload(self, upload_id: str) -> bool:

@@ -36,6 +36,7 @@ from ravepilot_core.sql import rows
 from ravepilot_core.sql.deliveries import DeliveryQueries
 from ravepilot_core.sql.migrations import apply_migrations
 from ravepilot_core.sql.recordings import RecordingQueries
+from ravepilot_core.sql.renders import RenderQueries
 from ravepilot_core.sql.statements import placeholders
 
 __all__ = ["SQLStorage"]
@@ -49,7 +50,7 @@ def _is_unique_violation(exc: Exception) -> bool:
     return "unique" in text or "duplicate key" in text
 
 
-class SQLStorage(RecordingQueries, DeliveryQueries):
+class SQLStorage(RecordingQueries, RenderQueries, DeliveryQueries):
     """A :class:`~ravepilot_core.protocols.Storage` over a Piccolo engine."""
 
     # -- lifecycle ---------------------------------------------------------------------------

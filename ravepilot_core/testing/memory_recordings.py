@@ -15,6 +15,7 @@ from ravepilot_core.models import (
     ClipRecord,
     EventRecord,
     Job,
+    RenderRecord,
     SubmissionRecord,
     SubmissionStatus,
     Upload,
@@ -25,6 +26,7 @@ __all__ = ["MemoryRecordings"]
 
 _clip_decoder = msgspec.json.Decoder(ClipRecord)
 _upload_decoder = msgspec.json.Decoder(Upload)
+_render_decoder = msgspec.json.Decoder(RenderRecord)
 
 
 def _stored_clip(clip: ClipRecord) -> ClipRecord:
@@ -36,6 +38,10 @@ def _stored_upload(upload: Upload) -> Upload:
     return _upload_decoder.decode(msgspec.json.encode(_truncate(upload)))
 
 
+def _stored_render(render: RenderRecord) -> RenderRecord:
+    return _render_decoder.decode(msgspec.json.encode(_truncate(render)))
+
+
 def _truncate(value: msgspec.Struct) -> msgspec.Struct:
     """Replace every top-level and review datetime by its millisecond truncation."""
     changes: dict[str, object] = {}
@@ -43,7 +49,7 @@ def _truncate(value: msgspec.Struct) -> msgspec.Struct:
         field = getattr(value, name)
         if isinstance(field, datetime):
             changes[name] = utc_from_ms(timestamp_ms(field))
-        elif name == "review" and field.decided_at is not None:
+        elif name == "review" and getattr(field, "decided_at", None) is not None:
             changes[name] = msgspec.structs.replace(
                 field, decided_at=utc_from_ms(timestamp_ms(field.decided_at))
             )
@@ -58,6 +64,7 @@ class MemoryRecordings:
     def __init__(self) -> None:
         self._clips: dict[str, ClipRecord] = {}
         self._uploads: dict[str, Upload] = {}
+        self._renders: dict[str, RenderRecord] = {}
 
     # Provided by MemoryStorage.
     def _locked(self) -> anyio.Lock:
@@ -139,7 +146,9 @@ class MemoryRecordings:
             self._check_new_events_and_jobs(events, jobs)
             if not self._set_submission(record, expect_status):
                 return False
-            for table in (self._clips, self._uploads):
+            tables: tuple[dict[str, ClipRecord] | dict[str, Upload] | dict[str, RenderRecord], ...]
+            tables = (self._clips, self._uploads, self._renders)
+            for table in tables:
                 for key in [k for k, v in table.items() if v.submission_id == record.id]:
                     del table[key]
             self._write_events(events)
@@ -187,6 +196,95 @@ class MemoryRecordings:
             self._write_events(events)
             return status
 
+    async def update_clip(
+        self,
+        clip: ClipRecord,
+        *,
+        events: Sequence[EventRecord] = (),
+        jobs: Sequence[Job] = (),
+    ) -> bool:
+        """Store what processing learnt about a clip; False when it is gone."""
+        async with self._locked():
+            stored = self._clips.get(clip.id)
+            if stored is None:
+                return False
+            self._check_new_events_and_jobs(events, jobs)
+            self._clips[clip.id] = _stored_clip(
+                msgspec.structs.replace(
+                    stored,
+                    status=clip.status,
+                    mime_type=clip.mime_type,
+                    duration_ms=clip.duration_ms,
+                    transcript=clip.transcript,
+                    normalised_key=clip.normalised_key,
+                    poster_key=clip.poster_key,
+                    error=clip.error,
+                    updated_at=clip.updated_at,
+                )
+            )
+            self._write_events(events)
+            self._write_jobs(jobs)
+            return True
+
+    # -- renders ---------------------------------------------------------------------------------
+    async def create_render(self, render: RenderRecord, *, jobs: Sequence[Job] = ()) -> None:
+        """Store a queued render with its job."""
+        async with self._locked():
+            if render.id in self._renders:
+                raise Conflict(f"render {render.id} exists")
+            self._check_new_events_and_jobs((), jobs)
+            self._renders[render.id] = _stored_render(render)
+            self._write_jobs(jobs)
+
+    async def get_render(self, workspace_id: str, render_id: str) -> RenderRecord | None:
+        """Return the render if it belongs to the workspace."""
+        async with self._locked():
+            render = self._renders.get(render_id)
+            return render if render and render.workspace_id == workspace_id else None
+
+    async def list_renders(self, submission_ids: Sequence[str]) -> list[RenderRecord]:
+        """Return the submissions' renders, oldest first."""
+        async with self._locked():
+            wanted = set(submission_ids)
+            return sorted(
+                (r for r in self._renders.values() if r.submission_id in wanted),
+                key=lambda r: r.id,
+            )
+
+    async def update_render(
+        self, render: RenderRecord, *, events: Sequence[EventRecord] = ()
+    ) -> bool:
+        """Store a render's progress; a success makes its submission rendered."""
+        async with self._locked():
+            stored = self._renders.get(render.id)
+            if stored is None:
+                return False
+            self._check_new_events_and_jobs(events, ())
+            self._renders[render.id] = _stored_render(
+                msgspec.structs.replace(
+                    stored,
+                    status=render.status,
+                    duration_ms=render.duration_ms,
+                    media_key=render.media_key,
+                    error=render.error,
+                    finished_at=render.finished_at,
+                )
+            )
+            submission = self._submissions.get(render.submission_id)
+            if (
+                render.status == "succeeded"
+                and submission is not None
+                and submission.status in ("submitted", "reviewed")
+                and render.finished_at is not None
+            ):
+                self._submissions[submission.id] = self._normalised_submission(
+                    msgspec.structs.replace(
+                        submission, status="rendered", updated_at=render.finished_at
+                    )
+                )
+            self._write_events(events)
+            return True
+
     # -- uploads ---------------------------------------------------------------------------------
     async def create_upload(self, upload: Upload) -> None:
         """Store a new upload."""
@@ -216,6 +314,7 @@ class MemoryRecordings:
         clip: ClipRecord,
         *,
         events: Sequence[EventRecord] = (),
+        jobs: Sequence[Job] = (),
         replaced: ReplacedClips = lambda clips: (),
     ) -> bool:
         """Finish the upload and store its clip, replacing the prompt's earlier clip."""
@@ -231,13 +330,13 @@ class MemoryRecordings:
                 for c in self._clips.values()
                 if c.submission_id == clip.submission_id and c.script_key == clip.script_key
             ]
-            jobs = replaced(earlier) if earlier else ()
-            self._check_new_events_and_jobs(events, jobs)
+            all_jobs = [*(replaced(earlier) if earlier else ()), *jobs]
+            self._check_new_events_and_jobs(events, all_jobs)
             if clip.id in self._clips:
                 raise Conflict(f"clip {clip.id} exists")
             for old in earlier:
                 del self._clips[old.id]
-            self._write_jobs(jobs)
+            self._write_jobs(all_jobs)
             self._uploads[upload.id] = _stored_upload(
                 msgspec.structs.replace(
                     stored,

@@ -23,9 +23,12 @@ from ravepilot_core.models import (
     Customer,
     EventRecord,
     Job,
+    RenderRecord,
     Review,
     SubmissionRecord,
     SubmissionStatus,
+    Transcript,
+    TranscriptWord,
     Upload,
 )
 from ravepilot_core.protocols import Storage
@@ -271,3 +274,77 @@ class RecordingsContract:
         ghost = msgspec.structs.replace(record, id="sub_ghost", status=status)
         assert not await storage.update_submission(ghost, expect_status=(status,))
         assert not await storage.erase_submission(ghost, expect_status=(status,))
+
+    async def test_processing_results_are_stored_with_their_events_and_jobs(
+        self, storage: Storage
+    ) -> None:
+        record = await self._recording(storage)
+        clip = await self._add_clip(storage, record)
+        ready = msgspec.structs.replace(
+            clip,
+            status="ready",
+            mime_type="video/mp4",
+            duration_ms=4_210,
+            normalised_key=f"{clip.media_key}.mp4",
+            poster_key=f"{clip.media_key}.jpg",
+            transcript=Transcript(
+                text="hello there",
+                language="en",
+                words=(
+                    TranscriptWord(word="hello", start_ms=100, end_ms=400),
+                    TranscriptWord(word="there", start_ms=450, end_ms=800),
+                ),
+            ),
+            updated_at=at(minutes=1),
+        )
+        job = make_job(record.workspace_id, clip.id, when=at(minutes=1))
+        event = _event("clip.transcribed", record.workspace_id, at(minutes=1))
+        assert await storage.update_clip(ready, events=[event], jobs=[job])
+        assert await storage.get_clip(record.workspace_id, clip.id) == ready
+        assert [j.id for j in await storage.list_jobs(clip.id)] == [job.id]
+        failed = msgspec.structs.replace(ready, status="failed", error="the clip is silent")
+        assert await storage.update_clip(failed)
+        stored = await storage.get_clip(record.workspace_id, clip.id)
+        assert stored is not None and (stored.status, stored.error) == (
+            "failed",
+            "the clip is silent",
+        )
+        gone = msgspec.structs.replace(clip, id="clip_gone")
+        assert not await storage.update_clip(gone, events=[_event("clip.transcribed", "ws_x")])
+
+    async def test_a_successful_render_makes_the_submission_rendered(
+        self, storage: Storage
+    ) -> None:
+        record = await self._recording(storage)
+        clip = await self._add_clip(storage, record)
+        assert await storage.update_submission(
+            msgspec.structs.replace(record, status="reviewed"), expect_status=("recording",)
+        )
+        render = RenderRecord(
+            id=new_id("rnd", at(minutes=2)),
+            workspace_id=record.workspace_id,
+            submission_id=record.id,
+            format="9:16",
+            status="queued",
+            clip_ids=(clip.id,),
+            created_at=at(minutes=2),
+        )
+        job = make_job(record.workspace_id, render.id, when=at(minutes=2))
+        await storage.create_render(render, jobs=[job])
+        assert await storage.get_render(record.workspace_id, render.id) == render
+        assert await storage.get_render("ws_other", render.id) is None
+        assert [j.id for j in await storage.list_jobs(render.id)] == [job.id]
+        done = msgspec.structs.replace(
+            render,
+            status="succeeded",
+            duration_ms=9_000,
+            media_key=f"{record.workspace_id}/{record.id}/renders/{render.id}.mp4",
+            finished_at=at(minutes=3),
+        )
+        event = _event("render.succeeded", record.workspace_id, at(minutes=3))
+        assert await storage.update_render(done, events=[event])
+        assert await storage.list_renders([record.id]) == [done]
+        stored = await storage.get_submission(record.workspace_id, record.id)
+        assert stored is not None and stored.status == "rendered"
+        newest = (await storage.list_events(record.workspace_id))[0]
+        assert newest.type == "render.succeeded"

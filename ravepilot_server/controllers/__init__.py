@@ -9,7 +9,7 @@ from ravepilot_server.controllers.media import media
 from ravepilot_server.controllers.portal_api import PortalApiController
 from ravepilot_server.controllers.portal_pages import PortalPageController
 from ravepilot_server.controllers.review import ClipController
-from ravepilot_server.controllers.submissions import SubmissionController
+from ravepilot_server.controllers.submissions import RenderController, SubmissionController
 from ravepilot_server.controllers.uploads import TusController
 from ravepilot_server.controllers.webhooks import DeliveryController, WebhookController
 
@@ -20,6 +20,7 @@ __all__ = [
     "InvitationController",
     "PortalApiController",
     "PortalPageController",
+    "RenderController",
     "SubmissionController",
     "TusController",
     "WebhookController",

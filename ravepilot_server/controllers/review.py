@@ -1,11 +1,11 @@
-"""``POST /v1/clips/{id}/approve`` and ``/reject``: the business's review (scope ``review``)."""
+"""Clips: approve and reject (scope ``review``), captions (scope ``submissions``)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import msgspec
-from litestar import Controller, post
+from litestar import Controller, Response, get, post
 from litestar.params import FromPath, JSONBody
 
 from ravepilot_core.models import Clip
@@ -23,7 +23,7 @@ class ReviewNote(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class ClipController(Controller):
-    """Approve or reject clips."""
+    """Approve or reject clips; read their captions."""
 
     path = "/clips"
     tags = ["review"]
@@ -62,3 +62,29 @@ class ClipController(Controller):
         """Reject a clip; rejecting it again is a no-op."""
         note = data.note if data else None
         return await ravepilot.review.decide(principal.workspace_id, clip_id, "rejected", note=note)
+
+    @get(
+        "/{clip_id:str}/captions.vtt",
+        summary="The clip's captions as WebVTT",
+        opt={"scope": "submissions"},
+        responses=documented(401, 403, 404, 409),
+    )
+    async def captions_vtt(
+        self, ravepilot: RavePilotDep, principal: PrincipalDep, clip_id: FromPath[str]
+    ) -> Response[str]:
+        """WebVTT captions from the clip's transcript (409 until it is transcribed)."""
+        captions = await ravepilot.submissions.captions(principal.workspace_id, clip_id, "vtt")
+        return Response(captions, media_type="text/vtt; charset=utf-8")
+
+    @get(
+        "/{clip_id:str}/captions.srt",
+        summary="The clip's captions as SubRip",
+        opt={"scope": "submissions"},
+        responses=documented(401, 403, 404, 409),
+    )
+    async def captions_srt(
+        self, ravepilot: RavePilotDep, principal: PrincipalDep, clip_id: FromPath[str]
+    ) -> Response[str]:
+        """SubRip captions from the clip's transcript (409 until it is transcribed)."""
+        captions = await ravepilot.submissions.captions(principal.workspace_id, clip_id, "srt")
+        return Response(captions, media_type="application/x-subrip; charset=utf-8")

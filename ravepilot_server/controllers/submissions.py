@@ -1,21 +1,29 @@
-"""``GET /v1/submissions`` and ``GET /v1/submissions/{id}``."""
+"""Submissions (list, get, erase), their renders, and ``GET /v1/renders/{id}``."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from litestar import Controller, delete, get
-from litestar.params import FromPath, FromQuery, QueryParameter
+import msgspec
+from litestar import Controller, delete, get, post
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from ravepilot_core.models import Submission
+from ravepilot_core.models import Render, Submission
 from ravepilot_core.submissions import MAX_PAGE_SIZE
 from ravepilot_server.auth import PrincipalDep, RavePilotDep
 from ravepilot_server.openapi import documented
 from ravepilot_server.schemas import SubmissionList
 
-__all__ = ["SubmissionController"]
+__all__ = ["RenderController", "SubmissionController"]
 
 StatusFilter = Literal["invited", "recording", "submitted", "reviewed", "rendered", "withdrawn"]
+
+
+class RenderBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What to render: a format, and optionally which approved clips in which order."""
+
+    format: Literal["9:16", "1:1", "16:9"]
+    clip_ids: Annotated[list[str], msgspec.Meta(min_length=1, max_length=20)] | None = None
 
 
 class SubmissionController(Controller):
@@ -59,3 +67,37 @@ class SubmissionController(Controller):
     ) -> None:
         """Erase media, transcripts and personal data; the id answers as withdrawn after."""
         await ravepilot.erasure.erase(principal.workspace_id, submission_id)
+
+    @post(
+        "/{submission_id:str}/renders",
+        status_code=202,
+        summary="Queue an ad-ready cut (render.succeeded / render.failed follow)",
+        opt={"scope": "review"},
+        responses=documented(),
+    )
+    async def create_render(
+        self,
+        ravepilot: RavePilotDep,
+        principal: PrincipalDep,
+        submission_id: FromPath[str],
+        data: JSONBody[RenderBody],
+    ) -> Render:
+        """Queue a render of the approved clips (or the ones named) in one format."""
+        return await ravepilot.renders.create(
+            principal.workspace_id, submission_id, data.format, data.clip_ids
+        )
+
+
+class RenderController(Controller):
+    """Read renders."""
+
+    path = "/renders"
+    tags = ["renders"]
+    opt = {"scope": "submissions"}
+
+    @get("/{render_id:str}", summary="Get one render", responses=documented(401, 403, 404))
+    async def get_render(
+        self, ravepilot: RavePilotDep, principal: PrincipalDep, render_id: FromPath[str]
+    ) -> Render:
+        """Get a render with its playback handle once it succeeded."""
+        return await ravepilot.renders.get(principal.workspace_id, render_id)

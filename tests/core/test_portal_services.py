@@ -6,6 +6,7 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
+import msgspec
 import pytest
 
 from ravepilot_core import RavePilot
@@ -145,20 +146,25 @@ async def test_playback_links_are_signed_and_expire(rp: RavePilot, clock: Frozen
         record, collector, length=len(WEBM), metadata={"script_key": "intro"}
     )
     await rp.uploads.append(record, upload.id, offset=0, chunks=pieces(WEBM))
+    (clip,) = await rp.storage.list_clips([record.id])
+    assert clip.status == "processing"  # nothing plays before ingest made the mp4
+    assert (await rp.submissions.get(record.workspace_id, record.id)).clips[0].playback is None
+    ready = msgspec.structs.replace(clip, status="ready", normalised_key=upload.media_key)
+    await rp.storage.update_clip(ready)
     submission = await rp.submissions.get(record.workspace_id, record.id)
     playback = submission.clips[0].playback
     assert playback is not None
     assert playback.expires_at == clock.now().replace(microsecond=0) + timedelta(hours=1)
     query = dict(p.split("=", 1) for p in playback.url.split("?", 1)[1].split("&"))
     key = upload.media_key
-    check_media_url(rp.context, key, query["expires"], query["signature"], "video/webm")
+    check_media_url(rp.context, key, query["expires"], query["signature"], "video/mp4")
     with pytest.raises(NotFound):  # another object, the same signature
-        check_media_url(rp.context, key + "x", query["expires"], query["signature"], "video/webm")
+        check_media_url(rp.context, key + "x", query["expires"], query["signature"], "video/mp4")
     with pytest.raises(NotFound):  # a content type swapped in
         check_media_url(rp.context, key, query["expires"], query["signature"], "text/html")
     clock.advance(hours=1, seconds=1)
     with pytest.raises(LinkExpired, match="fresh link"):
-        check_media_url(rp.context, key, query["expires"], query["signature"], "video/webm")
+        check_media_url(rp.context, key, query["expires"], query["signature"], "video/mp4")
 
 
 async def test_erasure_survives_an_object_store_outage(rp: RavePilot) -> None:

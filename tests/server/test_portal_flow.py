@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
 from ravepilot_core import RavePilot, Settings
 from ravepilot_server import create_app
+from tests.media import recording
 from tests.server.conftest import Tenant, serve_tenant
 from tests.server.helpers import Client, assert_error, expect, serve
 
@@ -23,8 +24,32 @@ WEBM_MAGIC = b"\x1a\x45\xdf\xa3"
 
 
 def fake_webm(size: int) -> bytes:
-    """Bytes that start like a webm file (the server sniffs only the container's magic)."""
+    """Bytes that start like a webm file (the upload sniffs only the container's magic).
+
+    Processing later fails them as unreadable, which is all some tests need.
+    """
     return WEBM_MAGIC + os.urandom(size - len(WEBM_MAGIC))
+
+
+@pytest.fixture(scope="session")
+def real_clips(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
+    """Two short browser-like recordings (VP8/Opus webm), made with ffmpeg."""
+    directory = tmp_path_factory.mktemp("clips")
+    first = recording(directory / "first.webm", seconds=2.0)
+    second = recording(directory / "second.webm", seconds=1.5, size="240x320")
+    return first.read_bytes(), second.read_bytes()
+
+
+async def processed(client: Client, tenant: Tenant, submission_id: str) -> dict[str, Any]:
+    """Wait until no clip of the submission is processing any more; return the submission."""
+    with anyio.fail_after(60):
+        while True:
+            submission = expect(
+                await client.get(f"/v1/submissions/{submission_id}", headers=tenant.headers)
+            )
+            if all(c["status"] != "processing" for c in submission["clips"]):
+                return submission
+            await anyio.sleep(0.1)
 
 
 def metadata(**values: str) -> str:
@@ -103,7 +128,7 @@ async def consent(client: Client, token: str) -> dict[str, Any]:
 
 
 async def test_a_customer_records_two_prompts_and_the_business_reviews_them(
-    client: Client, tenant: Tenant, ravepilot: RavePilot, tmp_path: Path
+    client: Client, tenant: Tenant, ravepilot: RavePilot, real_clips: tuple[bytes, bytes]
 ) -> None:
     await use_two_prompts(client, tenant)
     token = await invite(client, tenant)
@@ -120,45 +145,44 @@ async def test_a_customer_records_two_prompts_and_the_business_reviews_them(
     assert session["consent"]["text"] == session["consent_text"]
     assert session["consent"]["version"] == session["consent_version"]
 
-    first, second = fake_webm(300_000), fake_webm(120_000)
+    first, second = real_clips
     location = await create_upload(client, token, len(first))
     head = await client.head(location, headers=TUS)
-    assert (head.headers["Upload-Offset"], head.headers["Upload-Length"]) == ("0", "300000")
-    assert (await patch(client, location, 0, first[:100_000])).headers["Upload-Offset"] == "100000"
-    assert_error(await patch(client, location, 50_000, first[50_000:]), 409)  # not where we are
+    assert (head.headers["Upload-Offset"], head.headers["Upload-Length"]) == ("0", str(len(first)))
+    half = len(first) // 2
+    assert (await patch(client, location, 0, first[:half])).headers["Upload-Offset"] == str(half)
+    assert_error(await patch(client, location, half // 2, first[half // 2 :]), 409)  # not there
     head = await client.head(location, headers=TUS)
-    assert head.headers["Upload-Offset"] == "100000"  # resume from what the server holds
-    assert (await patch(client, location, 100_000, first[100_000:])).status_code == 204
+    assert head.headers["Upload-Offset"] == str(half)  # resume from what the server holds
+    assert (await patch(client, location, half, first[half:])).status_code == 204
     await upload(client, token, second, "story")
 
     clips = expect(await client.get(f"/r/{token}/api/session"))["clips"]
     assert [(c["script_key"], c["size_bytes"]) for c in clips] == [
-        ("intro", 300_000),
-        ("story", 120_000),
+        ("intro", len(first)),
+        ("story", len(second)),
     ]
     session = expect(await client.post(f"/r/{token}/api/finish"))
     assert session["status"] == "submitted"
     assert_error(await client.post(f"/r/{token}/uploads/", headers=TUS), 409)
 
     submission_id = session["submission_id"]
-    submission = expect(
-        await client.get(f"/v1/submissions/{submission_id}", headers=tenant.headers)
-    )
+    submission = await processed(client, tenant, submission_id)
     assert submission["status"] == "submitted"
-    assert [c["status"] for c in submission["clips"]] == ["ready", "ready"]
-    playback = submission["clips"][0]["playback"]
-    served = await client.get(playback["url"].removeprefix("https://reviews.example.test"))
-    assert served.status_code == 200
-    assert hashlib.sha256(served.content).digest() == hashlib.sha256(first).digest()
-    assert served.headers["content-type"] == "video/webm"
-    ranged = await client.get(
-        playback["url"].removeprefix("https://reviews.example.test"),
-        headers={"Range": "bytes=10-19"},
-    )
-    assert (ranged.status_code, ranged.content) == (206, first[10:20])
-    assert ranged.headers["Content-Range"] == "bytes 10-19/300000"
-
     intro, story = submission["clips"]
+    assert [c["status"] for c in (intro, story)] == ["ready", "ready"], submission["clips"]
+    assert 1900 <= intro["duration_ms"] <= 2100 and 1400 <= story["duration_ms"] <= 1600
+    assert intro["mime_type"] == "video/mp4"
+    url = intro["playback"]["url"].removeprefix("https://reviews.example.test")
+    served = await client.get(url)
+    assert served.status_code == 200 and served.headers["content-type"] == "video/mp4"
+    assert served.content[4:8] == b"ftyp"  # the normalised mp4, not the customer's webm
+    ranged = await client.get(url, headers={"Range": "bytes=10-19"})
+    assert (ranged.status_code, ranged.content) == (206, served.content[10:20])
+    assert ranged.headers["Content-Range"] == f"bytes 10-19/{len(served.content)}"
+    poster = await client.get(intro["poster"]["url"].removeprefix("https://reviews.example.test"))
+    assert poster.headers["content-type"] == "image/jpeg" and poster.content[:2] == b"\xff\xd8"
+
     approved = expect(
         await client.post(
             f"/v1/clips/{intro['id']}/approve", json={"note": "great"}, headers=tenant.headers
@@ -182,6 +206,21 @@ async def test_a_customer_records_two_prompts_and_the_business_reviews_them(
         "clip.approved",
         "clip.rejected",
     ]
+
+
+async def test_an_unreadable_upload_fails_with_a_reason_and_keeps_the_original(
+    client: Client, tenant: Tenant, tmp_path: Path
+) -> None:
+    token = await invite(client, tenant)
+    await consent(client, token)
+    junk = fake_webm(30_000)
+    await upload(client, token, junk)
+    submission_id = expect(await client.get(f"/r/{token}/api/session"))["submission_id"]
+    clip = (await processed(client, tenant, submission_id))["clips"][0]
+    assert clip["status"] == "failed" and "not a readable video" in clip["error"], clip
+    assert clip["playback"] is None
+    originals = [p for p in (tmp_path / "media").rglob("upl_*") if p.is_file()]
+    assert [p.read_bytes() == junk for p in originals] == [True]
 
 
 async def test_a_retake_replaces_the_clip_and_deletes_the_old_media(

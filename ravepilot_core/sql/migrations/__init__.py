@@ -24,6 +24,7 @@ MIGRATIONS: tuple[str, ...] = (
     "m0002_delivery_engine",
     "m0003_pending_by_endpoint",
     "m0004_clips_and_uploads",
+    "m0005_media_pipeline",
 )
 
 
