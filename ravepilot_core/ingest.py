@@ -121,6 +121,8 @@ async def ingest_clip(context: Context, job: Job) -> None:
     jobs = [_job(TRANSCRIBE_JOB, ready, now)] if context.transcriber is not None else []
     if await context.storage.update_clip(ready, jobs=jobs):
         context.wake_worker()
+    else:  # retaken or erased while we worked: what we stored must not outlive it
+        await context.media.delete([f"{base}.mp4", f"{base}.jpg"])
 
 
 async def transcribe_clip(context: Context, job: Job) -> None:

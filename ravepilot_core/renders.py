@@ -198,7 +198,8 @@ async def run_render(context: Context, job: Job) -> None:
     collector = await storage.get_collector(record.workspace_id, submission.collector_id)
     clips = {c.id: c for c in await storage.list_clips([record.submission_id])}
     running = msgspec.structs.replace(record, status="running")
-    await storage.update_render(running)
+    if not await storage.update_render(running):
+        return  # erased meanwhile
     key = f"{record.workspace_id}/{record.submission_id}/renders/{record.id}.mp4"
     error = None
     duration = 0
@@ -252,3 +253,5 @@ async def run_render(context: Context, job: Job) -> None:
     )
     if await storage.update_render(finished, events=[event]):
         context.wake_worker()
+    elif not error:  # erased while rendering: the file must not outlive the submission
+        await context.media.delete([key])
