@@ -92,8 +92,10 @@ def _check(collector: Collector) -> Collector:
             f"brand.primary_color {collector.brand.primary_color!r} must look like #RRGGBB"
         )
     logo = collector.brand.logo_url
-    if logo is not None and not logo.startswith(("https://", "http://")):
-        raise InvalidRequest("brand.logo_url must be an http(s) URL")
+    if logo is not None and not logo.startswith("https://"):
+        # The portal's CSP loads images over https only, and renders fetch logos under the
+        # webhook URL policy (https): a plain-http logo would silently never show.
+        raise InvalidRequest("brand.logo_url must be an https:// URL")
     if collector.host is not None and not _HOST.match(collector.host):
         raise InvalidRequest(
             f"host {collector.host!r} must be a lowercase DNS name such as reviews.example.com "

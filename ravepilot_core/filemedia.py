@@ -10,6 +10,7 @@ worker thread, and nothing is ever read or written whole in memory::
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -142,6 +143,10 @@ class FileMediaStore:
         fd = _in_fresh_directory(path.parent, lambda: os.open(path, os.O_RDWR | os.O_CREAT, 0o666))
         file = os.fdopen(fd, "r+b")
         try:
+            # One writer at a time, across processes too (serve --workers N): a second request
+            # for the same upload waits here, then cuts back to its own offset, which is right
+            # because storage let only the latest claim move the upload on.
+            fcntl.flock(fd, fcntl.LOCK_EX)
             held = os.fstat(fd).st_size
             if offset > held:
                 raise ValueError(

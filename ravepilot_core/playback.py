@@ -43,7 +43,7 @@ def check_media_url(
     context: Context, key: str, expires: str, signature: str, content_type: str | None
 ) -> None:
     """Accept a signed media URL's parts, or raise NotFound (forged) or LinkExpired (too old)."""
-    if not expires.isdigit() or not context.keyring.media_signature_valid(
+    if not (expires.isascii() and expires.isdigit()) or not context.keyring.media_signature_valid(
         key, int(expires), signature, content_type
     ):
         raise NotFound("no such media, or the link is not a valid playback link")

@@ -451,11 +451,22 @@ class Storage(Protocol):
         """Return the submission's upload."""
         ...
 
-    async def advance_upload(self, upload_id: str, *, from_offset: int, to_offset: int) -> bool:
+    async def claim_upload(self, upload_id: str, *, offset: int, writer: str) -> bool:
+        """Make ``writer`` the one request that may move the upload on from ``offset``.
+
+        False (writing nothing) unless the upload is unfinished and at ``offset``. A later claim
+        takes over from an earlier one: a client that retried is waiting for its retry.
+        """
+        ...
+
+    async def advance_upload(
+        self, upload_id: str, *, from_offset: int, to_offset: int, writer: str | None = None
+    ) -> bool:
         """Move an unfinished upload's offset from ``from_offset`` to ``to_offset``.
 
-        Returns False (writing nothing) when the stored offset is not ``from_offset`` or the
-        upload is finished or gone: another request got there first.
+        With ``writer``, only if that claim is still the upload's (and the claim ends). Returns
+        False (writing nothing) when the stored offset is not ``from_offset``, another request
+        claimed it since, or the upload is finished or gone.
         """
         ...
 

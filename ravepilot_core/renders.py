@@ -174,10 +174,14 @@ async def _fetch_logo(context: Context, url: str, target: Path) -> Path | None:
                     "logo %s answered %s %s; rendering without it", url, response.status, kind
                 )
                 return None
-            body = await response.content.read(MAX_LOGO_BYTES + 1)
-            if len(body) > MAX_LOGO_BYTES:
-                log.warning("logo %s is over %d bytes; rendering without it", url, MAX_LOGO_BYTES)
-                return None
+            body = b""
+            async for piece in response.content.iter_chunked(64 * 1024):
+                body += piece
+                if len(body) > MAX_LOGO_BYTES:
+                    log.warning(
+                        "logo %s is over %d bytes; rendering without it", url, MAX_LOGO_BYTES
+                    )
+                    return None
         target.write_bytes(body)
         return target
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -209,6 +213,9 @@ async def run_render(context: Context, job: Job) -> None:
             clip = clips.get(clip_id)
             if clip is None or clip.normalised_key is None:
                 error = f"clip {clip_id} is gone or was never processed"
+                break
+            if clip.review.status != "approved":  # decided again while the render was queued
+                error = f"clip {clip_id} is {clip.review.status}, no longer approved"
                 break
             path = await download(context.media, clip.normalised_key, scratch / f"clip{n}.mp4")
             parts.append(

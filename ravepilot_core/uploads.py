@@ -11,8 +11,10 @@ from there. Bytes are streamed into the media store as they arrive.
 from __future__ import annotations
 
 import re
+import secrets
 import unicodedata
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import anyio
@@ -185,13 +187,37 @@ class UploadService:
         await self._ctx.storage.create_upload(upload)
         return upload
 
-    async def get(self, record: SubmissionRecord, upload_id: str) -> Upload:
-        """Return the submission's upload; an expired unfinished one is gone."""
+    async def _load(self, record: SubmissionRecord, upload_id: str) -> Upload:
         upload = await self._ctx.storage.get_upload(record.id, upload_id)
         if upload is None or (
             upload.completed_at is None and upload.expires_at <= self._ctx.clock.now()
         ):
             raise NotFound("no such upload: it finished long ago, expired or never existed")
+        return upload
+
+    @asynccontextmanager
+    async def _writing(self, upload_id: str) -> AsyncIterator[None]:
+        """Hold the upload for one request in this process, or refuse with 409."""
+        lock = self._busy.setdefault(upload_id, anyio.Lock())
+        if lock.locked():
+            raise Conflict("another request is writing to this upload; HEAD it and resume")
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked():
+                self._busy.pop(upload_id, None)
+
+    async def get(self, record: SubmissionRecord, upload_id: str) -> Upload:
+        """Return the submission's upload; an expired unfinished one is gone.
+
+        An upload whose every byte arrived but whose clip was never stored (the process died,
+        or storage failed, in between) is finished now, so the client's next look finds it done.
+        """
+        upload = await self._load(record, upload_id)
+        if upload.completed_at is None and upload.offset == upload.length:
+            async with self._writing(upload_id):
+                upload = await self._finish(upload)
         return upload
 
     async def append(
@@ -209,15 +235,8 @@ class UploadService:
         ``announced`` is the body's declared size, if known: one that cannot fit is refused
         before anything is written.
         """
-        lock = self._busy.setdefault(upload_id, anyio.Lock())
-        if lock.locked():
-            raise Conflict("another request is writing to this upload; HEAD it and resume")
-        try:
-            async with lock:
-                return await self._append(record, upload_id, offset, chunks, announced)
-        finally:
-            if not lock.locked():
-                self._busy.pop(upload_id, None)
+        async with self._writing(upload_id):
+            return await self._append(record, upload_id, offset, chunks, announced)
 
     async def _append(
         self,
@@ -227,10 +246,12 @@ class UploadService:
         chunks: AsyncIterable[bytes],
         announced: int | None,
     ) -> Upload:
-        upload = await self.get(record, upload_id)
+        upload = await self._load(record, upload_id)
         if upload.completed_at is not None:
             raise Conflict("this upload is complete; start a new upload to record a retake")
         self._check_accepting(record)
+        if upload.offset == upload.length:  # every byte is here; only the clip is missing
+            return await self._finish(upload)
         if offset != upload.offset:
             raise Conflict(
                 f"Upload-Offset {offset} does not match the {upload.offset} bytes received; "
@@ -241,11 +262,18 @@ class UploadService:
                 f"this body of {announced} bytes at offset {offset} goes past the upload's "
                 f"{upload.length} bytes (Upload-Length)"
             )
+        # Claimed before a byte is written, so a request that read a stale offset (another
+        # process moved the upload on meanwhile) is refused before it can cut stored bytes.
+        writer = secrets.token_hex(8)
+        if not await self._ctx.storage.claim_upload(upload.id, offset=offset, writer=writer):
+            raise Conflict("another request moved this upload on; HEAD it and resume")
         body = _Body(chunks, room=upload.length - offset, sniff=offset == 0)
         size = await self._ctx.media.append(upload.media_key, offset, body)
         if not await self._ctx.storage.advance_upload(
-            upload.id, from_offset=offset, to_offset=size
+            upload.id, from_offset=offset, to_offset=size, writer=writer
         ):
+            if await self._ctx.storage.get_upload(upload.submission_id, upload.id) is None:
+                await self._ctx.media.abort_upload(upload.media_key)  # withdrawn meanwhile
             raise Conflict("another request moved this upload on; HEAD it and resume")
         upload = msgspec.structs.replace(upload, offset=size)
         if size == upload.length:
@@ -259,7 +287,9 @@ class UploadService:
     async def _finish(self, upload: Upload) -> Upload:
         ctx = self._ctx
         now = ctx.clock.now()
-        await ctx.media.finish_upload(upload.media_key, upload.length)
+        # Idempotent: a finish that stopped after this step (the object exists) is resumed.
+        if await ctx.media.size(upload.media_key) != upload.length:
+            await ctx.media.finish_upload(upload.media_key, upload.length)
         # The container decides the type, not what the client said it sent (the first append
         # checked it is a video; it may have been an earlier request than this one).
         head = b"".join([c async for c in ctx.media.read(upload.media_key, 0, _SNIFF_BYTES)])
@@ -292,6 +322,8 @@ class UploadService:
             jobs=[ingest_job(clip, now)],
             replaced=ReplacedClipsJob(now),
         ):
+            # Finished or withdrawn meanwhile: neither the bytes nor the upload may linger.
+            await ctx.storage.delete_upload(upload.id)
             await ctx.media.delete([upload.media_key])
             raise Conflict("this submission no longer takes clips (finished or withdrawn)")
         ctx.wake_worker()
@@ -299,7 +331,7 @@ class UploadService:
 
     async def terminate(self, record: SubmissionRecord, upload_id: str) -> None:
         """Throw an unfinished upload away."""
-        upload = await self.get(record, upload_id)
+        upload = await self._load(record, upload_id)
         if upload.completed_at is not None:
             raise Conflict("this upload is complete and is a clip now; record a retake instead")
         if await self._ctx.storage.delete_upload(upload.id):

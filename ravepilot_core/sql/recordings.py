@@ -307,14 +307,31 @@ class RecordingQueries(SQLStatements):
         )
         return upload_from_row(row) if row else None
 
-    async def advance_upload(self, upload_id: str, *, from_offset: int, to_offset: int) -> bool:
-        """Compare-and-set the offset of an unfinished upload."""
-        updated = await self._all(
-            "UPDATE rp_uploads SET upload_offset = {} WHERE id = {} AND upload_offset = {} "
+    async def claim_upload(self, upload_id: str, *, offset: int, writer: str) -> bool:
+        """Hand the upload to ``writer`` if it is unfinished and at ``offset``."""
+        claimed = await self._all(
+            "UPDATE rp_uploads SET writer = {} WHERE id = {} AND upload_offset = {} "
             "AND completed_at IS NULL RETURNING id",
+            writer,
+            upload_id,
+            offset,
+        )
+        return bool(claimed)
+
+    async def advance_upload(
+        self, upload_id: str, *, from_offset: int, to_offset: int, writer: str | None = None
+    ) -> bool:
+        """Compare-and-set the offset of an unfinished upload (and its writer, if given)."""
+        condition, args = "", []
+        if writer is not None:
+            condition, args = " AND writer = {}", [writer]
+        updated = await self._all(
+            "UPDATE rp_uploads SET upload_offset = {}, writer = NULL WHERE id = {} "
+            f"AND upload_offset = {{}} AND completed_at IS NULL{condition} RETURNING id",
             to_offset,
             upload_id,
             from_offset,
+            *args,
         )
         return bool(updated)
 

@@ -65,6 +65,7 @@ class MemoryRecordings:
         self._clips: dict[str, ClipRecord] = {}
         self._uploads: dict[str, Upload] = {}
         self._renders: dict[str, RenderRecord] = {}
+        self._upload_writers: dict[str, str] = {}
 
     # Provided by MemoryStorage.
     def _locked(self) -> anyio.Lock:
@@ -299,12 +300,26 @@ class MemoryRecordings:
             upload = self._uploads.get(upload_id)
             return upload if upload and upload.submission_id == submission_id else None
 
-    async def advance_upload(self, upload_id: str, *, from_offset: int, to_offset: int) -> bool:
-        """Compare-and-set the offset of an unfinished upload."""
+    async def claim_upload(self, upload_id: str, *, offset: int, writer: str) -> bool:
+        """Hand the upload to ``writer`` if it is unfinished and at ``offset``."""
+        async with self._locked():
+            upload = self._uploads.get(upload_id)
+            if upload is None or upload.completed_at is not None or upload.offset != offset:
+                return False
+            self._upload_writers[upload_id] = writer
+            return True
+
+    async def advance_upload(
+        self, upload_id: str, *, from_offset: int, to_offset: int, writer: str | None = None
+    ) -> bool:
+        """Compare-and-set the offset of an unfinished upload (and its writer, if given)."""
         async with self._locked():
             upload = self._uploads.get(upload_id)
             if upload is None or upload.completed_at is not None or upload.offset != from_offset:
                 return False
+            if writer is not None and self._upload_writers.get(upload_id) != writer:
+                return False
+            self._upload_writers.pop(upload_id, None)
             self._uploads[upload_id] = msgspec.structs.replace(upload, offset=to_offset)
             return True
 

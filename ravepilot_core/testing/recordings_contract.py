@@ -348,3 +348,19 @@ class RecordingsContract:
         assert stored is not None and stored.status == "rendered"
         newest = (await storage.list_events(record.workspace_id))[0]
         assert newest.type == "render.succeeded"
+
+    async def test_only_the_latest_claim_moves_an_upload_on(self, storage: Storage) -> None:
+        record = await self._recording(storage)
+        upload = _upload(record)
+        await storage.create_upload(upload)
+        assert await storage.claim_upload(upload.id, offset=0, writer="first")
+        assert await storage.claim_upload(upload.id, offset=0, writer="retry")  # takes over
+        assert not await storage.advance_upload(
+            upload.id, from_offset=0, to_offset=300, writer="first"
+        )
+        assert await storage.advance_upload(upload.id, from_offset=0, to_offset=500, writer="retry")
+        # A request that read the old offset cannot claim, so it never cuts stored bytes.
+        assert not await storage.claim_upload(upload.id, offset=0, writer="stale")
+        assert await storage.claim_upload(upload.id, offset=500, writer="next")
+        stored = await storage.get_upload(record.id, upload.id)
+        assert stored is not None and stored.offset == 500

@@ -65,7 +65,7 @@ def _integer_header(request: Request[Any, Any, Any], name: str) -> int | None:
     raw = request.headers.get(name)
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise InvalidRequest(f"{name} must be a non-negative integer, got {raw!r}")
     return int(raw)
 

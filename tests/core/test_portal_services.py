@@ -5,12 +5,19 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
+from typing import Any
 
 import msgspec
 import pytest
 
 from ravepilot_core import RavePilot
-from ravepilot_core.errors import Conflict, LinkExpired, NotFound, UnsupportedMediaType
+from ravepilot_core.errors import (
+    BackendError,
+    Conflict,
+    LinkExpired,
+    NotFound,
+    UnsupportedMediaType,
+)
 from ravepilot_core.invitations import InvitationRequest
 from ravepilot_core.models import SubmissionRecord
 from ravepilot_core.playback import check_media_url
@@ -187,3 +194,29 @@ async def test_erasure_survives_an_object_store_outage(rp: RavePilot) -> None:
     assert await rp.worker().run_due() >= 1
     assert await media.size(upload.media_key) is None
     assert [j.status for j in await rp.storage.list_jobs(record.id)] == ["succeeded"]
+
+
+async def test_a_finish_cut_short_is_completed_by_the_next_look(rp: RavePilot) -> None:
+    token, record = await recording(rp)
+    _, collector = await rp.portal.open(token)
+    upload = await rp.uploads.create(
+        record, collector, length=len(WEBM), metadata={"script_key": "intro"}
+    )
+    storage = rp.storage
+    real_complete = storage.complete_upload
+
+    async def fails_once(*args: Any, **kwargs: Any) -> bool:
+        storage.complete_upload = real_complete  # type: ignore[method-assign]
+        raise BackendError("database is locked")
+
+    storage.complete_upload = fails_once  # type: ignore[method-assign]
+    with pytest.raises(BackendError):
+        await rp.uploads.append(record, upload.id, offset=0, chunks=pieces(WEBM))
+    # Every byte is stored, the clip is not: a tus client's HEAD (or a PATCH) finishes it.
+    assert await rp.storage.list_clips([record.id]) == []
+    done = await rp.uploads.get(record, upload.id)
+    assert done.completed_at is not None and done.offset == len(WEBM)
+    (clip,) = await rp.storage.list_clips([record.id])
+    assert clip.id == done.clip_id and clip.size_bytes == len(WEBM)
+    stored = b"".join([chunk async for chunk in rp.context.media.read(clip.media_key)])
+    assert stored == WEBM

@@ -6,13 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
+from ravepilot_core import Settings
 from ravepilot_core.backends import open_backend
 from ravepilot_core.ffmpeg import probe
+from ravepilot_core.models import Review
+from ravepilot_server import create_app
 from tests.media import recording, speech
-from tests.server.conftest import Tenant, serve_tenant
-from tests.server.helpers import Client, assert_error, expect
+from tests.server.conftest import Tenant, make_tenant, open_ravepilot, serve_tenant
+from tests.server.helpers import Client, assert_error, expect, serve
 from tests.server.test_portal_flow import consent, invite, processed, upload, use_two_prompts
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -185,3 +189,37 @@ async def test_auto_render_queues_the_collectors_formats(tmp_path: Path) -> None
             await client.get(f"/v1/submissions/{submission_id}", headers=tenant.headers)
         )
         assert sorted(r["format"] for r in submission["renders"]) == ["1:1", "9:16"]
+
+
+async def test_a_clip_rejected_after_the_render_was_queued_fails_the_render(
+    tmp_path: Path,
+) -> None:
+    clip = recording(tmp_path / "take.webm", seconds=2.0)
+    async with open_ravepilot(tmp_path, renderer=CrashingRenderer()) as ravepilot:
+        tenant = await make_tenant(ravepilot, "acme")
+        app = create_app(Settings(data_dir=tmp_path), ravepilot=ravepilot, run_worker=False)
+        async with serve(app) as client:
+            token = await invite(client, tenant)
+            await consent(client, token)
+            await upload(client, token, clip.read_bytes(), "intro")
+            submission_id = expect(await client.post(f"/r/{token}/api/finish"))["submission_id"]
+            await ravepilot.worker().run_due()  # ingest, by hand: the test orders the steps
+            clip_id = (await processed(client, tenant, submission_id))["clips"][0]["id"]
+            expect(await client.post(f"/v1/clips/{clip_id}/approve", headers=tenant.headers))
+            render = expect(
+                await client.post(
+                    f"/v1/submissions/{submission_id}/renders",
+                    json={"format": "1:1"},
+                    headers=tenant.headers,
+                ),
+                202,
+            )
+            # A rejection that raced the render request: both passed their checks.
+            stored = await ravepilot.storage.get_clip(tenant.workspace_id, clip_id)
+            assert stored is not None
+            rejected = msgspec.structs.replace(stored, review=Review(status="rejected"))
+            await ravepilot.storage.review_clip(rejected)
+            await ravepilot.worker().run_due()
+            failed = expect(await client.get(f"/v1/renders/{render['id']}", headers=tenant.headers))
+            assert failed["status"] == "failed"
+            assert failed["error"] == f"clip {clip_id} is rejected, no longer approved"

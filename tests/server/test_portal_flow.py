@@ -380,6 +380,8 @@ async def test_unknown_tokens_and_forged_playback_links_are_404(client: Client) 
     assert_error(await client.post("/r/not-a-token/uploads/", headers=TUS), 404)
     forged = await client.get("/media/ws_1/sub_1/upl_1?expires=9999999999&signature=00")
     assert_error(forged, 404)
+    superscript = await client.get("/media/ws_1/sub_1/upl_1?expires=%C2%B2&signature=00")
+    assert_error(superscript, 404)  # a digit to str.isdigit, not to int()
 
 
 async def test_the_portal_is_rate_limited_per_link(tmp_path: Path) -> None:

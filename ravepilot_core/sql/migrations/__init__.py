@@ -25,6 +25,7 @@ MIGRATIONS: tuple[str, ...] = (
     "m0003_pending_by_endpoint",
     "m0004_clips_and_uploads",
     "m0005_media_pipeline",
+    "m0006_upload_writer",
 )
 
 
