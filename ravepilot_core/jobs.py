@@ -47,6 +47,7 @@ JOB_BACKOFF: tuple[timedelta, ...] = (
     timedelta(hours=4),
 )
 LEASE = timedelta(minutes=5)
+LEASE_RENEWAL = timedelta(minutes=1)  # well inside LEASE, so one slow renewal loses nothing
 POLL_INTERVAL = 5.0
 BATCH = 16
 
@@ -116,7 +117,34 @@ class JobWorker:
                     group.start_soon(self._run_one, job, limiter)
         return len(jobs)
 
+    async def _keep_lease(self, job: Job) -> None:
+        """Renew a claimed job's lease every minute until cancelled or lost.
+
+        A job waiting for a media slot, or a render running for minutes, must not look
+        abandoned to other workers (they would run it a second time).
+        """
+        while True:
+            await anyio.sleep(LEASE_RENEWAL.total_seconds())
+            until = self._ctx.clock.now() + LEASE
+            try:
+                renewed = await self._ctx.storage.extend_job_lease(
+                    job.id, worker_id=self.worker_id, lease_until=until
+                )
+            except Exception:
+                log.warning("could not renew the lease of job %s; trying again", job.id)
+                continue
+            if not renewed:
+                return
+
     async def _run_one(self, job: Job, limiter: anyio.CapacityLimiter) -> None:
+        async with anyio.create_task_group() as keeper:
+            keeper.start_soon(self._keep_lease, job)
+            try:
+                await self._run_held(job, limiter)
+            finally:
+                keeper.cancel_scope.cancel()
+
+    async def _run_held(self, job: Job, limiter: anyio.CapacityLimiter) -> None:
         async with limiter:
             handler = self._handlers.get(job.kind)
             error: str | None = None

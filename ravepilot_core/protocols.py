@@ -655,6 +655,14 @@ class Storage(Protocol):
         """
         ...
 
+    async def extend_job_lease(self, job_id: str, *, worker_id: str, lease_until: datetime) -> bool:
+        """Move the lease of a job ``worker_id`` still holds to ``lease_until``.
+
+        A long job (a render) renews its lease while it runs, so no other worker takes it up
+        as abandoned. False when the lease was lost or the job finished.
+        """
+        ...
+
     async def finish_job(
         self,
         job_id: str,

@@ -470,6 +470,17 @@ class SQLStorage(RecordingQueries, RenderQueries, DeliveryQueries):
             )
         return sorted((rows.job_from_row(row) for row in claimed), key=lambda job: job.run_at)
 
+    async def extend_job_lease(self, job_id: str, *, worker_id: str, lease_until: datetime) -> bool:
+        """Renew the lease of a running job this worker holds."""
+        renewed = await self._all(
+            "UPDATE rp_jobs SET lease_until = {} "
+            "WHERE id = {} AND lease_owner = {} AND status = 'running' RETURNING id",
+            ms(lease_until),
+            job_id,
+            worker_id,
+        )
+        return bool(renewed)
+
     async def finish_job(
         self,
         job_id: str,

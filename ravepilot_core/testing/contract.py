@@ -665,6 +665,30 @@ class StorageContract(RecordingsContract, DeliveryQueueContract):
             job.id, worker_id="w2", outcome="succeeded", at=at(minutes=8)
         )
 
+    async def test_a_renewed_lease_keeps_a_long_job_from_a_second_worker(
+        self, storage: Storage
+    ) -> None:
+        workspace, _ = await new_workspace(storage)
+        job = make_job(workspace.id, "rnd_subject")
+        await self._add_jobs(storage, workspace.id, [job])
+        await storage.claim_jobs(now=T0, worker_id="w1", lease_until=at(minutes=5), limit=10)
+        assert not await storage.extend_job_lease(
+            job.id, worker_id="intruder", lease_until=at(minutes=30)
+        )
+        assert await storage.extend_job_lease(job.id, worker_id="w1", lease_until=at(minutes=9))
+        assert (
+            await storage.claim_jobs(
+                now=at(minutes=6), worker_id="w2", lease_until=at(minutes=11), limit=10
+            )
+            == []
+        )
+        assert await storage.finish_job(
+            job.id, worker_id="w1", outcome="succeeded", at=at(minutes=8)
+        )
+        assert not await storage.extend_job_lease(
+            job.id, worker_id="w1", lease_until=at(minutes=20)
+        )
+
     async def test_concurrent_claims_hand_each_job_to_one_worker(self, storage: Storage) -> None:
         workspace, _ = await new_workspace(storage)
         jobs = [make_job(workspace.id, f"sub_{i}", when=at(milliseconds=i)) for i in range(20)]

@@ -853,6 +853,15 @@ class MemoryStorage(MemoryRecordings):
                 claimed.append(row.as_job())
             return claimed
 
+    async def extend_job_lease(self, job_id: str, *, worker_id: str, lease_until: datetime) -> bool:
+        """Renew the lease of a running job this worker holds."""
+        async with self._locked():
+            row = self._jobs.get(job_id)
+            if row is None or row.job.status != "running" or row.lease_owner != worker_id:
+                return False
+            row.lease_until = _ms(lease_until)
+            return True
+
     async def finish_job(
         self,
         job_id: str,
