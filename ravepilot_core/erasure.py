@@ -119,7 +119,7 @@ class ErasureService:
         job = media_delete_job(record.workspace_id, record.id, [prefix], now)
         expect = (*_LIVE, "withdrawn") if anonymise else _LIVE
         if not await ctx.storage.erase_submission(
-            gone, expect_status=expect, events=events, jobs=[job]
+            gone, expect_status=expect, events=events, jobs=[job], redact_events=anonymise
         ):
             current = await ctx.storage.get_submission(record.workspace_id, record.id)
             if current is None:

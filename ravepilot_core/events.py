@@ -11,7 +11,7 @@ from ravepilot_core.errors import InvalidRequest
 from ravepilot_core.ids import new_id
 from ravepilot_core.models import Event, EventRecord
 
-__all__ = ["EVENT_TYPES", "make_event", "validate_event_selection"]
+__all__ = ["EVENT_TYPES", "erased_payload", "make_event", "validate_event_selection"]
 
 EVENT_TYPES: tuple[str, ...] = (
     "invitation.created",
@@ -61,3 +61,19 @@ def validate_event_selection(events: list[str] | tuple[str, ...]) -> tuple[str, 
             raise InvalidRequest('"*" already selects every event: send ["*"] alone')
         return ("*",)
     return tuple(dict.fromkeys(events))
+
+
+def erased_payload(event: EventRecord, submission_id: str) -> bytes:
+    """Return ``event``'s body with its data replaced by a mark of the submission's erasure.
+
+    Erasing a submission rewrites its stored events too: they held the customer's name, email
+    and transcripts. Deliveries still pending then send this body (signed as sent).
+    """
+    erased = Event(
+        id=event.id,
+        type=event.type,
+        created_at=event.created_at,
+        workspace_id=event.workspace_id,
+        data={"submission_id": submission_id, "erased": True},
+    )
+    return _encoder.encode(erased)

@@ -407,8 +407,13 @@ class Storage(Protocol):
         expect_status: Sequence[SubmissionStatus],
         events: Sequence[EventRecord] = (),
         jobs: Sequence[Job] = (),
+        redact_events: bool = False,
     ) -> bool:
-        """Like :meth:`update_submission`, and delete its clips, uploads and renders too."""
+        """Like :meth:`update_submission`, and delete its clips, uploads and renders too.
+
+        With ``redact_events``, the stored events that mention the submission get an erased body
+        (:func:`ravepilot_core.events.erased_payload`), in the same transaction.
+        """
         ...
 
     async def list_clips(self, submission_ids: Sequence[str]) -> list[ClipRecord]:

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from ravepilot_core.clock import utc_from_ms
+from ravepilot_core.events import erased_payload
 from ravepilot_core.models import (
     ClipRecord,
     EventRecord,
@@ -195,17 +196,40 @@ class RecordingQueries(SQLStatements):
         expect_status: Sequence[SubmissionStatus],
         events: Sequence[EventRecord] = (),
         jobs: Sequence[Job] = (),
+        redact_events: bool = False,
     ) -> bool:
-        """Move the submission on and delete its clips and uploads."""
+        """Move the submission on and delete its clips and uploads (and redact its events)."""
         async with self.engine.transaction():
             await self._lock_submission(record.id)
             if not await self._set_submission(record, expect_status):
                 return False
             for table in ("rp_clips", "rp_uploads", "rp_renders"):
                 await self._all(f"DELETE FROM {table} WHERE submission_id = {{}}", record.id)
+            if redact_events:
+                await self._redact_events(record)
             await self._write_events(events)
             await self._write_jobs(jobs)
         return True
+
+    async def _redact_events(self, record: SubmissionRecord) -> None:
+        """Rewrite the bodies of the workspace's events that mention the submission."""
+        # Erasure is rare; a scan of one workspace's events is its price. The LIKE narrows the
+        # rows ("_" in an id matches any character there), the exact check decides.
+        quoted = f'"{record.id}"'
+        found = await self._all(
+            "SELECT * FROM rp_events WHERE workspace_id = {} AND payload LIKE {}",
+            record.workspace_id,
+            f"%{quoted}%",
+        )
+        for row in found:
+            if quoted not in row["payload"]:
+                continue
+            event = rows.event_from_row(row)
+            await self._all(
+                "UPDATE rp_events SET payload = {} WHERE id = {}",
+                erased_payload(event, record.id).decode(),
+                event.id,
+            )
 
     async def list_clips(self, submission_ids: Sequence[str]) -> list[ClipRecord]:
         """Select the clips of the submissions, oldest first."""

@@ -10,6 +10,7 @@ import msgspec
 
 from ravepilot_core.clock import utc_from_ms
 from ravepilot_core.errors import Conflict
+from ravepilot_core.events import erased_payload
 from ravepilot_core.ids import timestamp_ms
 from ravepilot_core.models import (
     ClipRecord,
@@ -60,6 +61,7 @@ class MemoryRecordings:
     """Submissions moving through the portal, their clips and uploads, kept in memory."""
 
     _submissions: dict[str, SubmissionRecord]
+    _events: dict[str, EventRecord]
 
     def __init__(self) -> None:
         self._clips: dict[str, ClipRecord] = {}
@@ -141,8 +143,9 @@ class MemoryRecordings:
         expect_status: Sequence[SubmissionStatus],
         events: Sequence[EventRecord] = (),
         jobs: Sequence[Job] = (),
+        redact_events: bool = False,
     ) -> bool:
-        """Move the submission on and delete its clips and uploads."""
+        """Move the submission on and delete its clips and uploads (and redact its events)."""
         async with self._locked():
             self._check_new_events_and_jobs(events, jobs)
             if not self._set_submission(record, expect_status):
@@ -152,6 +155,13 @@ class MemoryRecordings:
             for table in tables:
                 for key in [k for k, v in table.items() if v.submission_id == record.id]:
                     del table[key]
+            if redact_events:
+                quoted = f'"{record.id}"'.encode()
+                for event in list(self._events.values()):
+                    if event.workspace_id == record.workspace_id and quoted in event.payload:
+                        self._events[event.id] = msgspec.structs.replace(
+                            event, payload=erased_payload(event, record.id)
+                        )
             self._write_events(events)
             self._write_jobs(jobs)
             return True

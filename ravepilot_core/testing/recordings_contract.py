@@ -364,3 +364,43 @@ class RecordingsContract:
         assert await storage.claim_upload(upload.id, offset=500, writer="next")
         stored = await storage.get_upload(record.id, upload.id)
         assert stored is not None and stored.offset == 500
+
+    async def test_erasure_can_redact_the_events_that_mention_the_submission(
+        self, storage: Storage
+    ) -> None:
+        record = await self._recording(storage)
+        other = make_submission(
+            record.workspace_id, record.collector_id, email="keep@x.com", when=at(seconds=1)
+        )
+        await storage.create_submission(other)
+        said = make_event(
+            "clip.transcribed",
+            workspace_id=record.workspace_id,
+            data={"submission_id": record.id, "transcript": "my name is Ada"},
+            at=at(seconds=2),
+        )
+        kept = make_event(
+            "submission.started",
+            workspace_id=record.workspace_id,
+            data={"id": other.id},
+            at=at(seconds=3),
+        )
+        assert await storage.update_submission(record, expect_status=("recording",), events=[said])
+        assert await storage.update_submission(other, expect_status=("invited",), events=[kept])
+        erased = msgspec.structs.replace(record, status="withdrawn", updated_at=at(hours=1))
+        withdrawn = make_event(
+            "submission.withdrawn",
+            workspace_id=record.workspace_id,
+            data={"id": record.id, "status": "withdrawn"},
+            at=at(hours=1),
+        )
+        assert await storage.erase_submission(
+            erased, expect_status=("recording",), events=[withdrawn], redact_events=True
+        )
+        stored = {e.id: e for e in await storage.list_events(record.workspace_id)}
+        assert b"Ada" not in stored[said.id].payload
+        body = msgspec.json.decode(stored[said.id].payload)
+        assert body["data"] == {"submission_id": record.id, "erased": True}
+        assert (body["id"], body["type"]) == (said.id, "clip.transcribed")
+        assert stored[kept.id].payload == kept.payload
+        assert stored[withdrawn.id].payload == withdrawn.payload

@@ -349,6 +349,8 @@ async def test_erasing_a_submission_removes_personal_data(
     assert tombstone["consent"] is None and tombstone["clips"] == [] and tombstone["link"] is None
     assert not [p for p in (tmp_path / "media").rglob("*") if p.is_file()]
     assert (await event_types(ravepilot, tenant)).count("submission.withdrawn") == 1
+    stored = await ravepilot.storage.list_events(tenant.workspace_id)
+    assert not [e.type for e in stored if b"marjorie" in e.payload.lower()]  # name and email
     assert_error(await client.get(f"/r/{token}/api/session"), 404)
 
 
