@@ -47,6 +47,7 @@ from ravepilot_core.models import (
 )
 from ravepilot_core.protocols import DisableNotice, JobOutcome
 from ravepilot_core.testing.memory_recordings import MemoryRecordings
+from ravepilot_core.testing.memory_renders import MemoryRenders
 
 __all__ = ["MemoryMailer", "MemoryStorage", "open_memory_mailer", "open_memory_storage"]
 
@@ -159,7 +160,7 @@ def _with_health(
     return msgspec.structs.replace(record, endpoint=endpoint)
 
 
-class MemoryStorage(MemoryRecordings):
+class MemoryStorage(MemoryRecordings, MemoryRenders):
     """A :class:`~ravepilot_core.protocols.Storage` that keeps everything in this process.
 
     Every ``open_memory_storage()`` starts empty and nothing survives the process. Stored values

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TypeVar
 
 import anyio
 import msgspec
@@ -23,27 +25,23 @@ from ravepilot_core.models import (
 )
 from ravepilot_core.protocols import ReplacedClips
 
-__all__ = ["MemoryRecordings"]
+__all__ = ["MemoryRecordings", "stored_copy"]
 
-_clip_decoder = msgspec.json.Decoder(ClipRecord)
-_upload_decoder = msgspec.json.Decoder(Upload)
-_render_decoder = msgspec.json.Decoder(RenderRecord)
+S = TypeVar("S", bound=msgspec.Struct)
 
 
-def _stored_clip(clip: ClipRecord) -> ClipRecord:
-    """The clip as a database round trip returns it (times truncated to milliseconds)."""
-    return _clip_decoder.decode(msgspec.json.encode(_truncate(clip)))
+@functools.cache
+def _decoder(kind: type[S]) -> msgspec.json.Decoder[S]:
+    return msgspec.json.Decoder(kind)
 
 
-def _stored_upload(upload: Upload) -> Upload:
-    return _upload_decoder.decode(msgspec.json.encode(_truncate(upload)))
+def stored_copy(value: S) -> S:
+    """``value`` as a database round trip returns it (times truncated to milliseconds)."""
+    copy: S = _decoder(type(value)).decode(msgspec.json.encode(_truncate(value)))
+    return copy
 
 
-def _stored_render(render: RenderRecord) -> RenderRecord:
-    return _render_decoder.decode(msgspec.json.encode(_truncate(render)))
-
-
-def _truncate(value: msgspec.Struct) -> msgspec.Struct:
+def _truncate(value: S) -> S:
     """Replace every top-level and review datetime by its millisecond truncation."""
     changes: dict[str, object] = {}
     for name in value.__struct_fields__:
@@ -62,11 +60,12 @@ class MemoryRecordings:
 
     _submissions: dict[str, SubmissionRecord]
     _events: dict[str, EventRecord]
+    _renders: dict[str, RenderRecord]  # MemoryRenders'
 
     def __init__(self) -> None:
+        super().__init__()
         self._clips: dict[str, ClipRecord] = {}
         self._uploads: dict[str, Upload] = {}
-        self._renders: dict[str, RenderRecord] = {}
         self._upload_writers: dict[str, str] = {}
 
     # Provided by MemoryStorage.
@@ -191,7 +190,7 @@ class MemoryRecordings:
             if stored is None or submission is None:
                 return None
             self._check_new_events_and_jobs(events, ())
-            self._clips[clip.id] = _stored_clip(
+            self._clips[clip.id] = stored_copy(
                 msgspec.structs.replace(stored, review=clip.review, updated_at=clip.updated_at)
             )
             status = submission.status
@@ -220,7 +219,7 @@ class MemoryRecordings:
             if stored is None:
                 return False
             self._check_new_events_and_jobs(events, jobs)
-            self._clips[clip.id] = _stored_clip(
+            self._clips[clip.id] = stored_copy(
                 msgspec.structs.replace(
                     stored,
                     status=clip.status,
@@ -237,72 +236,13 @@ class MemoryRecordings:
             self._write_jobs(jobs)
             return True
 
-    # -- renders ---------------------------------------------------------------------------------
-    async def create_render(self, render: RenderRecord, *, jobs: Sequence[Job] = ()) -> None:
-        """Store a queued render with its job."""
-        async with self._locked():
-            if render.id in self._renders:
-                raise Conflict(f"render {render.id} exists")
-            self._check_new_events_and_jobs((), jobs)
-            self._renders[render.id] = _stored_render(render)
-            self._write_jobs(jobs)
-
-    async def get_render(self, workspace_id: str, render_id: str) -> RenderRecord | None:
-        """Return the render if it belongs to the workspace."""
-        async with self._locked():
-            render = self._renders.get(render_id)
-            return render if render and render.workspace_id == workspace_id else None
-
-    async def list_renders(self, submission_ids: Sequence[str]) -> list[RenderRecord]:
-        """Return the submissions' renders, oldest first."""
-        async with self._locked():
-            wanted = set(submission_ids)
-            return sorted(
-                (r for r in self._renders.values() if r.submission_id in wanted),
-                key=lambda r: r.id,
-            )
-
-    async def update_render(
-        self, render: RenderRecord, *, events: Sequence[EventRecord] = ()
-    ) -> bool:
-        """Store a render's progress; a success makes its submission rendered."""
-        async with self._locked():
-            stored = self._renders.get(render.id)
-            if stored is None:
-                return False
-            self._check_new_events_and_jobs(events, ())
-            self._renders[render.id] = _stored_render(
-                msgspec.structs.replace(
-                    stored,
-                    status=render.status,
-                    duration_ms=render.duration_ms,
-                    media_key=render.media_key,
-                    error=render.error,
-                    finished_at=render.finished_at,
-                )
-            )
-            submission = self._submissions.get(render.submission_id)
-            if (
-                render.status == "succeeded"
-                and submission is not None
-                and submission.status in ("submitted", "reviewed")
-                and render.finished_at is not None
-            ):
-                self._submissions[submission.id] = self._normalised_submission(
-                    msgspec.structs.replace(
-                        submission, status="rendered", updated_at=render.finished_at
-                    )
-                )
-            self._write_events(events)
-            return True
-
     # -- uploads ---------------------------------------------------------------------------------
     async def create_upload(self, upload: Upload) -> None:
         """Store a new upload."""
         async with self._locked():
             if upload.id in self._uploads:
                 raise Conflict(f"upload {upload.id} exists")
-            self._uploads[upload.id] = _stored_upload(upload)
+            self._uploads[upload.id] = stored_copy(upload)
 
     async def get_upload(self, submission_id: str, upload_id: str) -> Upload | None:
         """Return the submission's upload."""
@@ -362,7 +302,7 @@ class MemoryRecordings:
             for old in earlier:
                 del self._clips[old.id]
             self._write_jobs(all_jobs)
-            self._uploads[upload.id] = _stored_upload(
+            self._uploads[upload.id] = stored_copy(
                 msgspec.structs.replace(
                     stored,
                     offset=upload.offset,
@@ -370,7 +310,7 @@ class MemoryRecordings:
                     clip_id=upload.clip_id,
                 )
             )
-            self._clips[clip.id] = _stored_clip(clip)
+            self._clips[clip.id] = stored_copy(clip)
             self._write_events(events)
             return True
 
