@@ -129,9 +129,6 @@ def upload_from_row(row: Mapping[str, Any]) -> Upload:
 class RecordingQueries(SQLStatements):
     """Submissions moving through the portal, their clips and uploads, for SQLStorage."""
 
-    async def _write_events(self, events: Sequence[EventRecord]) -> None:
-        raise NotImplementedError  # SQLStorage's outbox
-
     async def _lock_submission(self, submission_id: str) -> str | None:
         """Return the submission's status, holding its row until the transaction ends.
 

@@ -55,9 +55,6 @@ def render_from_row(row: Mapping[str, Any]) -> RenderRecord:
 class RenderQueries(SQLStatements):
     """The renders half of the Storage protocol, for SQLStorage."""
 
-    async def _write_events(self, events: Sequence[EventRecord]) -> None:
-        raise NotImplementedError  # SQLStorage's outbox
-
     async def create_render(self, render: RenderRecord, *, jobs: Sequence[Job] = ()) -> None:
         """Insert a render with the job that makes it."""
         async with self.engine.transaction():

@@ -2,7 +2,8 @@
 
 Statements are written once with ``{}`` placeholders. Piccolo's ``QueryString`` binds them in
 each engine's own style (``?`` or ``$1``); an engine may also offer ``run_sql`` (a cached-compile
-fast path) and ``run_many`` (``executemany``), as the inline SQLite engine does.
+fast path) and ``run_many`` (``executemany``), as the inline SQLite engine does. The outbox
+writes (events with their deliveries, jobs) live here too: every part of the storage makes them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 from piccolo.engine.base import Engine
 from piccolo.querystring import QueryString
 
-from ravepilot_core.models import Job
+from ravepilot_core.ids import new_id
+from ravepilot_core.models import EventRecord, Job
 from ravepilot_core.sql import rows
 
 __all__ = ["Row", "SQLStatements", "chunks", "is_read_only", "placeholders"]
@@ -96,6 +98,45 @@ class SQLStatements:
             sql, args = insert_statement(table, chunk, suffix)
             found.extend(await self._all(sql, *args))
         return found
+
+    async def _write_events(self, events: Sequence[EventRecord]) -> None:
+        """Insert events and their deliveries; must run inside the caller's transaction."""
+        if not events:
+            return
+        await self._insert("rp_events", [rows.event_row(e) for e in events])
+        workspace_ids = sorted({e.workspace_id for e in events})
+        endpoints = [
+            rows.endpoint_from_row(row)
+            for row in await self._all(
+                f"SELECT * FROM rp_webhook_endpoints "
+                f"WHERE workspace_id IN ({placeholders(len(workspace_ids))})",
+                *workspace_ids,
+            )
+        ]
+        deliveries = []
+        for event in events:
+            for record in endpoints:
+                status = record.new_delivery_status(event.workspace_id, event.type)
+                if status is None:
+                    continue
+                deliveries.append(
+                    {
+                        "id": new_id("dlv", event.created_at),
+                        "workspace_id": event.workspace_id,
+                        "event_id": event.id,
+                        "endpoint_id": record.endpoint.id,
+                        "event_type": event.type,
+                        "status": status,
+                        "attempts": 0,
+                        "next_attempt_at": rows.ms(event.created_at)
+                        if status == "pending"
+                        else None,
+                        "created_at": rows.ms(event.created_at),
+                    }
+                )
+        if deliveries:
+            await self._insert("rp_deliveries", deliveries)
+            await self._announce_work()
 
     async def _write_jobs(self, jobs: Sequence[Job]) -> None:
         """Insert jobs; inside the caller's transaction, with the change that queues them."""

@@ -17,7 +17,6 @@ import anyio
 import msgspec
 
 from ravepilot_core.errors import BackendError, Conflict
-from ravepilot_core.ids import new_id
 from ravepilot_core.models import (
     ApiKey,
     Collector,
@@ -91,44 +90,6 @@ class SQLStorage(RecordingQueries, RenderQueries, DeliveryQueries):
         )
         if close is not None:
             await close()
-
-    # -- the outbox ----------------------------------------------------------------------------
-    async def _write_events(self, events: Sequence[EventRecord]) -> None:
-        """Insert events and their deliveries; must run inside the caller's transaction."""
-        if not events:
-            return
-        await self._insert("rp_events", [rows.event_row(e) for e in events])
-        workspace_ids = sorted({e.workspace_id for e in events})
-        endpoints = [
-            rows.endpoint_from_row(row)
-            for row in await self._all(
-                f"SELECT * FROM rp_webhook_endpoints "
-                f"WHERE workspace_id IN ({placeholders(len(workspace_ids))})",
-                *workspace_ids,
-            )
-        ]
-        deliveries = []
-        for event in events:
-            for record in endpoints:
-                status = record.new_delivery_status(event.workspace_id, event.type)
-                if status is None:
-                    continue
-                deliveries.append(
-                    {
-                        "id": new_id("dlv", event.created_at),
-                        "workspace_id": event.workspace_id,
-                        "event_id": event.id,
-                        "endpoint_id": record.endpoint.id,
-                        "event_type": event.type,
-                        "status": status,
-                        "attempts": 0,
-                        "next_attempt_at": ms(event.created_at) if status == "pending" else None,
-                        "created_at": ms(event.created_at),
-                    }
-                )
-        if deliveries:
-            await self._insert("rp_deliveries", deliveries)
-            await self._announce_work()
 
     # -- workspaces and keys -------------------------------------------------------------------
     async def create_workspace(self, workspace: Workspace, primary_collector: Collector) -> None:
