@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TypeVar
 
-import anyio
 import msgspec
 
-from ravepilot_core.clock import utc_from_ms
 from ravepilot_core.errors import Conflict
 from ravepilot_core.events import erased_payload
-from ravepilot_core.ids import timestamp_ms
 from ravepilot_core.models import (
     ClipRecord,
     EventRecord,
@@ -24,42 +19,14 @@ from ravepilot_core.models import (
     Upload,
 )
 from ravepilot_core.protocols import ReplacedClips
+from ravepilot_core.testing.memory_tables import MemoryTables, stored_copy
 
-__all__ = ["MemoryRecordings", "stored_copy"]
-
-S = TypeVar("S", bound=msgspec.Struct)
-
-
-@functools.cache
-def _decoder(kind: type[S]) -> msgspec.json.Decoder[S]:
-    return msgspec.json.Decoder(kind)
+__all__ = ["MemoryRecordings"]
 
 
-def stored_copy(value: S) -> S:
-    """``value`` as a database round trip returns it (times truncated to milliseconds)."""
-    copy: S = _decoder(type(value)).decode(msgspec.json.encode(_truncate(value)))
-    return copy
-
-
-def _truncate(value: S) -> S:
-    """Replace every top-level and review datetime by its millisecond truncation."""
-    changes: dict[str, object] = {}
-    for name in value.__struct_fields__:
-        field = getattr(value, name)
-        if isinstance(field, datetime):
-            changes[name] = utc_from_ms(timestamp_ms(field))
-        elif name == "review" and getattr(field, "decided_at", None) is not None:
-            changes[name] = msgspec.structs.replace(
-                field, decided_at=utc_from_ms(timestamp_ms(field.decided_at))
-            )
-    return msgspec.structs.replace(value, **changes)
-
-
-class MemoryRecordings:
+class MemoryRecordings(MemoryTables):
     """Submissions moving through the portal, their clips and uploads, kept in memory."""
 
-    _submissions: dict[str, SubmissionRecord]
-    _events: dict[str, EventRecord]
     _renders: dict[str, RenderRecord]  # MemoryRenders'
 
     def __init__(self) -> None:
@@ -67,25 +34,6 @@ class MemoryRecordings:
         self._clips: dict[str, ClipRecord] = {}
         self._uploads: dict[str, Upload] = {}
         self._upload_writers: dict[str, str] = {}
-
-    # Provided by MemoryStorage.
-    def _locked(self) -> anyio.Lock:
-        raise NotImplementedError
-
-    def _check_new_events_and_jobs(
-        self, events: Sequence[EventRecord], jobs: Sequence[Job]
-    ) -> None:
-        raise NotImplementedError
-
-    def _write_events(self, events: Sequence[EventRecord]) -> None:
-        raise NotImplementedError
-
-    def _write_jobs(self, jobs: Sequence[Job]) -> None:
-        raise NotImplementedError
-
-    @staticmethod
-    def _normalised_submission(record: SubmissionRecord) -> SubmissionRecord:
-        raise NotImplementedError
 
     # -- submissions -----------------------------------------------------------------------------
     async def get_submission_by_token(self, token_hash: str) -> SubmissionRecord | None:

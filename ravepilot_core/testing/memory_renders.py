@@ -4,42 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import anyio
 import msgspec
 
 from ravepilot_core.errors import Conflict
-from ravepilot_core.models import EventRecord, Job, RenderRecord, SubmissionRecord
-from ravepilot_core.testing.memory_recordings import stored_copy
+from ravepilot_core.models import EventRecord, Job, RenderRecord
+from ravepilot_core.testing.memory_tables import MemoryTables, stored_copy
 
 __all__ = ["MemoryRenders"]
 
 
-class MemoryRenders:
+class MemoryRenders(MemoryTables):
     """Renders kept in memory, with the SQL storage's semantics."""
 
-    _submissions: dict[str, SubmissionRecord]
-
     def __init__(self) -> None:
+        super().__init__()
         self._renders: dict[str, RenderRecord] = {}
-
-    # Provided by MemoryStorage.
-    def _locked(self) -> anyio.Lock:
-        raise NotImplementedError
-
-    def _check_new_events_and_jobs(
-        self, events: Sequence[EventRecord], jobs: Sequence[Job]
-    ) -> None:
-        raise NotImplementedError
-
-    def _write_events(self, events: Sequence[EventRecord]) -> None:
-        raise NotImplementedError
-
-    def _write_jobs(self, jobs: Sequence[Job]) -> None:
-        raise NotImplementedError
-
-    @staticmethod
-    def _normalised_submission(record: SubmissionRecord) -> SubmissionRecord:
-        raise NotImplementedError
 
     async def create_render(self, render: RenderRecord, *, jobs: Sequence[Job] = ()) -> None:
         """Store a queued render with its job."""
