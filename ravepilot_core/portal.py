@@ -125,15 +125,13 @@ class PortalService:
         if record.status == "invited":
             raise Conflict("give consent and record at least one clip before finishing")
         if record.status == "recording":
-            if not await self._ctx.storage.list_clips([record.id]):
-                raise Conflict("record or upload at least one clip before finishing")
             now = self._ctx.clock.now()
             submitted = msgspec.structs.replace(record, status="submitted", updated_at=now)
+            view = await self._submissions.full_view(submitted)
+            if not view.clips:
+                raise Conflict("record or upload at least one clip before finishing")
             event = make_event(
-                "submission.submitted",
-                workspace_id=record.workspace_id,
-                data=await self._submissions.full_view(submitted),
-                at=now,
+                "submission.submitted", workspace_id=record.workspace_id, data=view, at=now
             )
             if await self._ctx.storage.update_submission(
                 submitted, expect_status=("recording",), events=[event]
