@@ -39,7 +39,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,7 +49,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import BenchmarkAborted, log, process_cpu_seconds
+from common import (
+    BenchmarkAborted,
+    clean_environment,
+    free_port,
+    interrupt,
+    log,
+    log_tail,
+    process_cpu_seconds,
+)
 from database import (
     DEFAULT_POSTGRES_URL,
     BenchDatabase,
@@ -88,12 +95,6 @@ def initialise_data_dir(data_dir: Path, database_url: str | None = None) -> str:
     return key
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Server:
     """``benchmarks/noop_app.py`` in a subprocess; stopped (SIGINT, then SIGKILL) on exit."""
 
@@ -122,24 +123,15 @@ class Server:
             command.append("--no-worker")
         if not access_log:
             command.append("--no-access-log")
-        # RAVEPILOT_* of the calling shell do not leak in: only what the run configures.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RAVEPILOT_")}
-        env.update(environment or {})
         self.process = subprocess.Popen(
             command,
-            env=env,
+            env=clean_environment(**(environment or {})),
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             # Its own process group: Ctrl-C reaches only us, and we stop it in order.
             start_new_session=True,
         )
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no server log)"
 
     async def wait_ready(self, session: Any, timeout: float = 60.0) -> None:
         import aiohttp
@@ -148,7 +140,7 @@ class Server:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise BenchmarkAborted(
-                    f"the server exited with {self.process.returncode}:\n{self.log_tail()}"
+                    f"the server exited with {self.process.returncode}:\n{log_tail(self.log_path)}"
                 )
             try:
                 async with session.get(f"{self.base_url}/bench/noop") as response:
@@ -158,19 +150,11 @@ class Server:
                 pass
             await asyncio.sleep(0.1)
         raise BenchmarkAborted(
-            f"the server did not answer within {timeout:.0f} s:\n{self.log_tail()}"
+            f"the server did not answer within {timeout:.0f} s:\n{log_tail(self.log_path)}"
         )
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.kill()
-                self.process.wait()
+        interrupt(self.process)
         self._log_file.close()
 
 

@@ -56,7 +56,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from common import BenchmarkAborted, log, machine_busy_seconds, process_cpu_seconds
+from common import (
+    BenchmarkAborted,
+    clean_environment,
+    interrupt,
+    log,
+    machine_busy_seconds,
+    process_cpu_seconds,
+)
 from database import BenchDatabase, add_database_arguments, postgres_cpu_seconds, postgres_cpu_since
 
 HERE = Path(__file__).resolve().parent
@@ -220,15 +227,7 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.kill()
-                self.process.wait()
+        interrupt(self.process)
         if self.process.stdout is not None:
             self.process.stdout.close()
         self._log_file.close()
@@ -651,8 +650,7 @@ class WorkerProcesses:
         self, count: int, data_dir: Path, db: BenchDatabase, args: argparse.Namespace
     ) -> None:
         self._db = db
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RAVEPILOT_")}
-        env.update(
+        env = clean_environment(
             RAVEPILOT_DATA_DIR=str(data_dir),  # the secret key that decrypts endpoint secrets
             RAVEPILOT_ALLOW_PRIVATE_WEBHOOKS="true",
             RAVEPILOT_WEBHOOK_CONCURRENCY=str(args.concurrency),

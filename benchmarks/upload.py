@@ -43,7 +43,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,7 +54,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from common import BenchmarkAborted, log, machine_busy_seconds, process_cpu_seconds
+from common import (
+    BenchmarkAborted,
+    clean_environment,
+    free_port,
+    interrupt,
+    log,
+    log_tail,
+    machine_busy_seconds,
+    process_cpu_seconds,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "ravepilot_server.cli"]
@@ -107,19 +115,6 @@ class Payload:
 # -- processes: the server, the discard server, their memory --------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_environment(**values: str) -> dict[str, str]:
-    """This shell's environment without its RAVEPILOT_* variables, plus ``values``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAVEPILOT_")}
-    env.update(values)
-    return env
-
-
 class Process:
     """A subprocess in its own session, logging to a file; stopped with SIGINT, then SIGKILL."""
 
@@ -140,28 +135,15 @@ class Process:
     def pid(self) -> int:
         return self.popen.pid
 
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
     def check_running(self) -> None:
         if self.popen.poll() is not None:
             raise BenchmarkAborted(
-                f"{self.log_path.stem} exited with {self.popen.returncode}:\n{self.log_tail()}"
+                f"{self.log_path.stem} exited with {self.popen.returncode}:\n"
+                + log_tail(self.log_path)
             )
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    self.popen.kill()
-                self.popen.wait()
+        interrupt(self.popen, timeout=15)
         self._log.close()
 
 
