@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,8 @@ import pytest
 
 from ravepilot_core import Settings
 from tests.conftest import require
+from tests.loopback import QuietHandler, http_server
+from tests.media import speech as make_speech
 from tests.processes import ROOT, free_port, ravepilot_env
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -70,12 +71,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
         check=True,
         timeout=60,
     )
-    speech = directory / "speech-16k.wav"
-    subprocess.run(
-        ["flite", "-voice", "rms", "-t", SPEECH, "-o", str(speech)],
-        check=True,
-        timeout=60,
-    )
+    speech = make_speech(directory / "speech-16k.wav", SPEECH)
     subprocess.run(
         [*ffmpeg, "-i", str(speech), "-ar", "48000", "-ac", "1", str(made.audio)],
         check=True,
@@ -119,7 +115,7 @@ def hooks() -> Iterator[Hooks]:
     """A webhook receiver on loopback that keeps each event's type and body."""
     state = Hooks()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             with state.lock:
@@ -129,19 +125,9 @@ def hooks() -> Iterator[Hooks]:
             self.send_response(204)
             self.end_headers()
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_port}/hook"
-    try:
+    with http_server(Handler) as base_url:
+        state.url = f"{base_url}/hook"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @dataclass

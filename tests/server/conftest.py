@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from ravepilot_core.filemedia import FileMediaStore
 from ravepilot_core.outbox import open_outbox_mailer
 from ravepilot_core.sql.sqlite import open_sqlite_storage
 from ravepilot_server import create_app
+from tests.loopback import QuietHandler, http_server
 from tests.server.helpers import Client, serve
 
 SECRET_KEY = "test-secret-key-test-secret-key-test-secret"
@@ -116,7 +115,7 @@ class Receiver:
 def receiver() -> Iterator[Receiver]:
     state = Receiver(url="")
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             state.received.append((dict(self.headers.items()), body))
@@ -124,16 +123,6 @@ def receiver() -> Iterator[Receiver]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_port}/hook"
-    try:
+    with http_server(Handler) as base_url:
+        state.url = f"{base_url}/hook"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
