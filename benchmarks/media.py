@@ -4,12 +4,14 @@
 Everything runs on media made on the spot (ffmpeg ``testsrc2``, speech from ``flite``):
 
     normalise 1080x1920      normalise() of a 10 s VP8/Opus webm, the way Chrome records a phone
+                             (into the 720x1280 playback copy)
     normalise 1280x720       the same for a 10 s 720p webm (a laptop camera)
     transcribe               extract_speech() + the default transcriber (sphinx://) on the
                              10 s normalised clip: what the transcription job does
-    render 9:16 branded      the default renderer (ffmpeg://): two normalised 5 s clips
-                             (1080x1920 portrait, 1280x720 landscape) joined into a 10 s
-                             1080x1920 cut with the lower-third, a logo and captions
+    render 9:16 branded      the default renderer (ffmpeg://): two 5 s recordings, handed over
+                             as the render job does (the customer's VP8/Opus originals, 1080x1920
+                             portrait and 1280x720 landscape) joined into a 10 s 1080x1920 cut
+                             with the lower-third, a logo and captions
     render 1:1 / 16:9        the same request in the other two formats
 
 A case's speed is media seconds / wall seconds ("x real time"). Its baseline, measured in the
@@ -121,10 +123,10 @@ async def prepare(folder: Path, args: argparse.Namespace) -> list[Case]:
     tall = make_recording(folder / "tall.webm", "1080x1920", seconds, speech)
     wide = make_recording(folder / "wide.webm", "1280x720", seconds, speech)
     half = seconds / 2
-    parts = []
+    parts = []  # (the original, its normalised probe): a render is cut from the original
     for name, size in (("part1", "1080x1920"), ("part2", "1280x720")):
         recording = make_recording(folder / f"{name}.webm", size, half, speech)
-        parts.append(await normalise(recording, folder / f"{name}.mp4"))
+        parts.append((recording, await normalise(recording, folder / f"{name}.mp4")))
     tall_mp4 = folder / "tall.mp4"
     await normalise(tall, tall_mp4)
     cases = [
@@ -164,9 +166,9 @@ async def prepare(folder: Path, args: argparse.Namespace) -> list[Case]:
         check=True,
     )  # fmt: skip
     clips = tuple(
-        RenderClip(path=str(folder / f"part{n + 1}.mp4"), duration_ms=probe.duration_ms or 0,
+        RenderClip(path=str(original), duration_ms=probe.duration_ms or 0,
                    transcript=transcripts[n])
-        for n, probe in enumerate(parts)
+        for n, (original, probe) in enumerate(parts)
     )  # fmt: skip
     renderer = await open_backend("renderer", args.renderer_url)
     media_s = sum(clip.duration_ms for clip in clips) / 1000

@@ -30,6 +30,7 @@ import msgspec
 from ravepilot_core.errors import ConfigurationError, MediaProcessingError
 
 __all__ = [
+    "PLAYBACK_LONG_SIDE",
     "SILENCE_DB",
     "Probe",
     "extract_speech",
@@ -52,27 +53,40 @@ _INSTALL_HINT = "pip install imageio-ffmpeg (or apt-get install ffmpeg)"
 #: speaker (a clip of room noise may pass: its empty transcript tells the reviewer).
 SILENCE_DB = -50.0
 
-# Chosen for speed: x264's ultrafast preset is the only one that keeps a 720p clip at about 8x
-# real time on two cores (superfast manages 4-5x); its in-loop deblocking is switched back on
-# because it costs ~5 % and removes the blockiness ultrafast is known for. A key frame every 2 s
-# lets renders and players seek. The scale keeps the aspect ratio (and the pixel aspect), caps the
-# long side at 1920 and rounds to even sizes, which yuv420p needs. ffmpeg applies the rotation
-# metadata itself before these filters (and drops it from the output).
+# Chosen for speed, since every clip goes through it on upload. The normalised clip is the
+# playback copy reviewers watch, so its long side is capped at PLAYBACK_LONG_SIDE (720p):
+# encoding a phone's 1080x1920 at full size costs 2.25x the pixels, and renders do not need it
+# (they are cut from the customer's original). The scale keeps the aspect ratio (and the pixel
+# aspect) and rounds to even sizes, which yuv420p needs; "area" averages the pixels a downscale
+# drops, and costs a third less than bilinear. ffmpeg applies the rotation metadata itself
+# before these filters (and drops it from the output).
+# x264's ultrafast preset is the only one near 8x real time on two cores (superfast manages
+# 4-5x). A constant quantiser instead of CRF skips x264's per-frame look-ahead analysis, which
+# at ultrafast is a third of the encoder's CPU; files come out no bigger (its rate control only
+# moved quality between frames: SSIM 0.9965 against CRF's 0.9974 on the benchmark's clip). The
+# in-loop deblocking is switched back on: it costs ~5 % and removes the blockiness ultrafast is
+# known for. A key frame every 2 s lets players seek.
+PLAYBACK_LONG_SIDE = 1280
+_FIT = f"min(1,{PLAYBACK_LONG_SIDE}/max(iw*sar,ih))"
 _VIDEO_FILTER = (
-    "scale=w='trunc(iw*sar*min(1,1920/max(iw*sar,ih))/2)*2'"
-    ":h='trunc(ih*min(1,1920/max(iw*sar,ih))/2)*2',setsar=1,fps=30,format=yuv420p"
+    f"scale=w='trunc(iw*sar*{_FIT}/2)*2':h='trunc(ih*{_FIT}/2)*2':flags=area,"
+    "setsar=1,fps=30,format=yuv420p"
 )
 _VIDEO_CODEC = (
     *("-c:v", "libx264", "-preset", "ultrafast", "-x264-params", "deblock=0,0"),
-    *("-crf", "23", "-g", "60"),
+    *("-qp", "23", "-g", "60"),
 )
-_AUDIO_CODEC = ("-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2")
+# Sound keeps the source's channels, mono or stereo (anything more is mixed down to stereo): a
+# microphone records one voice, and encoding it twice as stereo doubles the AAC encoder's work.
+_AUDIO_CODEC = ("-c:a", "aac", "-ar", "48000")
+_AAC_BITRATE_PER_CHANNEL = 64  # kb/s
 
 _STREAM = re.compile(r"^\s*Stream #0:\d+[^:]*: (Video|Audio): (.*)$")
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _TIME = re.compile(r"time=(\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _SIZE = re.compile(r", (\d+)x(\d+)\b")
 _FPS = re.compile(r", (\d+(?:\.\d+)?)(k?) fps\b")
+_CHANNELS = re.compile(r" Hz, (mono|stereo|(\d+) channels|[^,]+),")
 _ROTATION = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees", re.IGNORECASE)
 _OPEN_ERROR = re.compile(r"Error opening input[^:\n]*: (.+)$", re.MULTILINE)
 _MAX_VOLUME = re.compile(r"max_volume: (-?\d+(?:\.\d+)?|-inf) dB")
@@ -95,6 +109,7 @@ class Probe(msgspec.Struct, frozen=True, kw_only=True):
     video_codec: str | None
     audio_codec: str | None
     fps: float | None
+    audio_channels: int | None = None
 
 
 @functools.cache
@@ -188,6 +203,19 @@ def _codec(details: str | None) -> str | None:
     return details.split(maxsplit=1)[0].rstrip(",") if details else None
 
 
+def _channels(details: str | None) -> int | None:
+    """The channel count of an audio stream line: mono, stereo, "3 channels", a layout (5.1)."""
+    match = _CHANNELS.search(details or "")
+    if match is None:
+        return None
+    layout, count = match.groups()
+    if count:
+        return int(count)
+    if layout in ("mono", "stereo"):
+        return 1 if layout == "mono" else 2
+    return sum(int(n) for n in re.findall(r"\d+", layout.split("(")[0])) or None  # 5.1 -> 6
+
+
 def _parse(stderr: str) -> Probe:
     video, audio, rotation = _streams(stderr)
     width = height = None
@@ -215,6 +243,7 @@ def _parse(stderr: str) -> Probe:
         video_codec=_codec(video),
         audio_codec=_codec(audio),
         fps=fps,
+        audio_channels=_channels(audio),
     )
 
 
@@ -269,12 +298,14 @@ def _fsync(path: Path) -> None:
 
 
 async def normalise(source: Path, target: Path) -> Probe:
-    """Convert ``source`` to the mp4 every later step uses; return the probe of the result.
+    """Convert ``source`` to the clip's playback mp4; return the probe of the result.
 
-    h264 (yuv420p, constant 30 fps, even sizes, long side at most 1920, upright) and AAC (48 kHz
-    stereo, 128 kb/s), with the index at the front (``+faststart``) so playback starts before
-    the download ends. A clip without sound gets a silent track, so that renders can join clips
-    without special cases. Metadata (a phone's location, its model) is dropped.
+    h264 (yuv420p, constant 30 fps, even sizes, long side at most :data:`PLAYBACK_LONG_SIDE`,
+    upright) and AAC (48 kHz, 64 kb/s per channel, mono kept mono and anything more made
+    stereo), with the index at the front (``+faststart``) so playback starts before the download
+    ends. A clip without sound gets a silent mono track.
+    Metadata (a phone's location, its model) is dropped. The result's duration is the one its
+    own header states: ffmpeg has just written it, so reading the file through adds nothing.
 
     Raises:
         MediaProcessingError: ``source`` is not a readable video, has no picture, or ffmpeg
@@ -286,8 +317,10 @@ async def normalise(source: Path, target: Path) -> Probe:
     inputs: tuple[str, ...] = ("-i", str(source))
     audio = "0:a:0"
     if not found.has_audio:
-        inputs += ("-f", "lavfi", "-i", "anullsrc=channel_layout=stereo:sample_rate=48000")
+        inputs += ("-f", "lavfi", "-i", "anullsrc=channel_layout=mono:sample_rate=48000")
         audio = "1:a:0"
+    channels = 1 if found.audio_channels == 1 or not found.has_audio else 2
+    bitrate = f"{_AAC_BITRATE_PER_CHANNEL * channels}k"
     length = (found.duration_ms or 0) / 1000
     async with _replacing(target) as temporary:
         await run_ffmpeg(
@@ -295,14 +328,14 @@ async def normalise(source: Path, target: Path) -> Probe:
             *inputs,
             *("-map", "0:V:0", "-map", audio, "-vf", _VIDEO_FILTER),
             *_VIDEO_CODEC,
-            *_AUDIO_CODEC,
+            *(*_AUDIO_CODEC, "-ac", str(channels), "-b:a", bitrate),
             *("-map_metadata", "-1", "-map_chapters", "-1", "-movflags", "+faststart"),
             *(() if found.has_audio else ("-shortest",)),  # the silence never ends by itself
             *("-f", "mp4", str(temporary)),
             timeout=max(DEFAULT_TIMEOUT, 4 * length),
             what="converting the video",
         )
-        result = await probe(temporary)
+        result = await _inspect(temporary, read_through=False)
     return result
 
 

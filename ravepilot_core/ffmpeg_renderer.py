@@ -5,11 +5,11 @@
     renderer = await open_ffmpeg_renderer("ffmpeg://?preset=veryfast&crf=21")
     duration_ms = await renderer.render(request, Path("cut.mp4"))
 
-The clips (normalised mp4s) are cut to their durations, filled to the format's frame and
-joined; the logo is laid over the top right corner and one ASS file, drawn by libass, carries
-the lower-third and the captions (:mod:`ravepilot_core.render_graph` builds the filter graph,
-:mod:`ravepilot_core.render_overlay` the ASS file). ffmpeg writes a hidden temporary file next
-to ``output``, renamed into place only once it is complete.
+The clips (the customer's originals, whatever ffmpeg reads) are cut to their durations, filled
+to the format's frame and joined; the logo is laid over the top right corner and one ASS file,
+drawn by libass, carries the lower-third and the captions (:mod:`ravepilot_core.render_graph`
+builds the filter graph, :mod:`ravepilot_core.render_overlay` the ASS file). ffmpeg writes a
+hidden temporary file next to ``output``, renamed into place only once it is complete.
 """
 
 from __future__ import annotations

@@ -350,7 +350,13 @@ class PortalSession(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class RenderClip(msgspec.Struct, kw_only=True, frozen=True):
-    """One normalised clip handed to a renderer: a local mp4 file and what was said in it."""
+    """One approved clip handed to a renderer: the customer's original file and what was said.
+
+    ``path`` is a local copy of the recording as it was uploaded (webm, mp4 or QuickTime, at its
+    own size, frame rate and rotation), the best quality there is; the renderer brings it to the
+    output's frame rate and size itself. ``duration_ms`` and the transcript's timings are those
+    of the normalised clip, counted from the recording's first frame.
+    """
 
     path: str
     duration_ms: int

@@ -217,7 +217,10 @@ async def run_render(context: Context, job: Job) -> None:
             if clip.review.status != "approved":  # decided again while the render was queued
                 error = f"clip {clip_id} is {clip.review.status}, no longer approved"
                 break
-            path = await download(context.media, clip.normalised_key, scratch / f"clip{n}.mp4")
+            # Cut from the customer's original, not the playback copy: no second generation of
+            # lossy encoding, and full size where the copy is capped at 720p. Its duration and
+            # transcript timings are the normalised clip's, which starts at the same first frame.
+            path = await download(context.media, clip.media_key, scratch / f"clip{n}")
             parts.append(
                 RenderClip(
                     path=str(path), duration_ms=clip.duration_ms or 0, transcript=clip.transcript

@@ -12,8 +12,9 @@ One fixture, ``renderer``, gives a renderer and closes it afterwards::
             yield renderer
             await renderer.close()
 
-The input clips are made once per class the way RavePilot hands them over (normalised mp4:
-h264/aac, 30 fps, with speech from flite and a transcript), and the output is inspected with
+The input clips are made once per class the way RavePilot hands them over (the customer's
+originals: a browser's VP8/Opus webm and an h264/aac mp4, with speech from flite and a
+transcript), and the output is inspected with
 ffmpeg, so the suite needs ffmpeg (the ``imageio-ffmpeg`` wheel has one) and ``flite``.
 """
 
@@ -49,7 +50,10 @@ _BRAND = Brand(name="Acme Bikes", primary_color="#E11D48")
 def make_clip(
     path: Path, *, seconds: float = 2.0, size: str = "480x854", text: str | None = None
 ) -> RenderClip:
-    """Write a normalised clip (testsrc2, flite speech or silence) and return it for a request.
+    """Write a recording (testsrc2, flite speech or silence) and return it for a request.
+
+    ``path``'s suffix picks the kind: ``.webm`` is VP8/Opus as a browser records it, anything
+    else an h264/aac mp4 as a phone's camera app writes it.
 
     The transcript spreads the words of ``text`` evenly over the speech, which is close enough
     for captions: a renderer only has to show them while they are said.
@@ -79,9 +83,13 @@ def make_clip(
     else:
         command += ["-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo"]
     command += ["-filter_complex", f"[1:a]apad,atrim=duration={seconds}[a]", "-map", "0:v"]
-    command += ["-map", "[a]", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
-    command += ["-r", "30", "-c:a", "aac", "-ar", "48000", "-ac", "2", "-t", str(seconds)]
-    command += ["-movflags", "+faststart", str(path)]
+    if path.suffix == ".webm":  # as Chrome's MediaRecorder writes it: VP8 and Opus, mono
+        command += ["-map", "[a]", "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8"]
+        command += ["-c:a", "libopus", "-ac", "1", "-t", str(seconds), str(path)]
+    else:
+        command += ["-map", "[a]", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt"]
+        command += ["yuv420p", "-r", "30", "-c:a", "aac", "-ar", "48000", "-ac", "2"]
+        command += ["-t", str(seconds), "-movflags", "+faststart", str(path)]
     subprocess.run(command, check=True, timeout=120, capture_output=True)
     return RenderClip(path=str(path), duration_ms=round(seconds * 1000), transcript=transcript)
 
@@ -172,7 +180,7 @@ class RendererContract:
         )  # fmt: skip
         return (
             make_clip(folder / "portrait.mp4", size="480x854", text="Hello, I love this shop."),
-            make_clip(folder / "landscape.mp4", size="640x360", text="Tell your friends."),
+            make_clip(folder / "landscape.webm", size="640x360", text="Tell your friends."),
         )
 
     def branded_request(

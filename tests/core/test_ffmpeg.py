@@ -177,7 +177,8 @@ async def test_normalise_makes_a_fast_start_h264_aac_mp4_at_constant_30_fps(
     boxes = mp4_boxes(target)
     assert boxes.index("moov") < boxes.index("mdat"), boxes  # +faststart
     info = listing(ffmpeg, target)
-    assert "yuv420p" in info and "48000 Hz, stereo" in info, info
+    assert "yuv420p" in info and "48000 Hz, mono" in info, info  # one microphone, one channel
+    assert result.audio_channels == 1
     times = frame_times(ffmpeg, target)
     assert abs(len(times) - 60) <= 1
     steps = {round(b - a, 4) for a, b in itertools.pairwise(times)}
@@ -191,8 +192,23 @@ async def test_normalise_caps_the_long_side_keeps_the_aspect_and_rounds_to_even(
     big = make(ffmpeg, tmp_path / "big.mkv", "-f", "lavfi", "-i",
                PATTERN.format(size="2400x1351", rate=24), "-t", "0.5", "-c:v", "ffv1")  # fmt: skip
     result = await normalise(big, tmp_path / "clip.mp4")
-    assert (result.width, result.height) == (1920, 1080)
+    assert (result.width, result.height) == (1280, 720)  # 720.5 rounded down to even
     assert result.fps == 30.0 and result.has_audio
+
+
+@pytest.mark.parametrize(("layout", "channels"), [("stereo", 2), ("5.1", 2)])
+async def test_normalise_keeps_stereo_and_mixes_more_channels_down_to_it(
+    ffmpeg: str, tmp_path: Path, layout: str, channels: int
+) -> None:
+    sound = f"sine=f=440:sample_rate=48000,aformat=channel_layouts={layout}"
+    source = make(ffmpeg, tmp_path / "phone.mp4",
+                  *("-f", "lavfi", "-i", PATTERN.format(size="320x240", rate=30)),
+                  *("-f", "lavfi", "-i", sound, "-t", "1"),
+                  *("-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"))  # fmt: skip
+    assert (await probe(source)).audio_channels == {"stereo": 2, "5.1": 6}[layout]
+    result = await normalise(source, tmp_path / "clip.mp4")
+    assert result.audio_channels == channels
+    assert "48000 Hz, stereo" in listing(ffmpeg, tmp_path / "clip.mp4")
 
 
 async def test_normalise_turns_a_rotated_video_upright(

@@ -168,6 +168,56 @@ async def test_a_crashing_renderer_fails_the_render_with_its_reason(tmp_path: Pa
         assert not list((tmp_path / "media").rglob("renders/*"))  # no half-written file shown
 
 
+class RecordingRenderer:
+    """A renderer that keeps the bytes of every clip it is handed and writes a stand-in cut."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[bytes, int]] = []
+
+    async def render(self, request: Any, output: Path) -> int:
+        for clip in request.clips:
+            self.seen.append((Path(clip.path).read_bytes(), clip.duration_ms))
+        output.write_bytes(b"a cut")
+        return sum(c.duration_ms for c in request.clips)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_renders_are_cut_from_the_original_not_the_720p_playback_copy(
+    tmp_path: Path,
+) -> None:
+    clip = recording(tmp_path / "take.webm", seconds=2.0, size="1080x1920")
+    renderer = RecordingRenderer()
+    async with serve_tenant(tmp_path, "acme", renderer=renderer) as (client, tenant):
+        token = await invite(client, tenant)
+        await consent(client, token)
+        await upload(client, token, clip.read_bytes(), "intro")
+        submission_id = expect(await client.post(f"/r/{token}/api/finish"))["submission_id"]
+        ready = (await processed(client, tenant, submission_id))["clips"][0]
+        copy = tmp_path / "copy.mp4"
+        url = ready["playback"]["url"].removeprefix("https://reviews.example.test")
+        copy.write_bytes((await client.get(url)).content)
+        played = await probe(copy)
+        assert (played.width, played.height) == (720, 1280)  # the playback copy is capped
+        expect(await client.post(f"/v1/clips/{ready['id']}/approve", headers=tenant.headers))
+        render = expect(
+            await client.post(
+                f"/v1/submissions/{submission_id}/renders",
+                json={"format": "9:16"},
+                headers=tenant.headers,
+            ),
+            202,
+        )
+        done = await wait_for(
+            client, tenant, f"/v1/renders/{render['id']}", lambda r: r["status"] == "succeeded"
+        )
+        assert done["duration_ms"] == ready["duration_ms"]
+    ((handed, duration_ms),) = renderer.seen
+    assert handed == clip.read_bytes()  # the customer's own file, full size
+    assert duration_ms == ready["duration_ms"]
+
+
 async def test_auto_render_queues_the_collectors_formats(tmp_path: Path) -> None:
     clip = recording(tmp_path / "take.webm", seconds=2.0)
     async with serve_tenant(tmp_path, "acme") as (client, tenant):
