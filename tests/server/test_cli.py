@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import json
 import os
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ravepilot_server.cli import main
+from ravepilot_core import Settings
+from ravepilot_server.cli import _run, main
 from tests.processes import free_port
 
 KEY_PATTERN = re.compile(r"^\s*(rp_live_[A-Za-z0-9_-]{43})\s*$", re.MULTILINE)
@@ -77,6 +79,14 @@ def test_revoke_by_key_id(cli: CliRunner) -> None:
     missing = cli.invoke(main, ["keys", "revoke", "key_01NOSUCHKEY0000000000000000"])
     assert missing.exit_code == 1
     assert "no API key" in missing.output
+
+
+def test_commands_run_on_uvloop_as_serve_does(tmp_path: Path) -> None:
+    async def loop_kind(_: object) -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    # The worker's time is mostly event-loop and socket work: uvloop halves it.
+    assert _run(Settings(data_dir=tmp_path), loop_kind).startswith("uvloop")
 
 
 def test_migrate_is_repeatable(cli: CliRunner) -> None:
