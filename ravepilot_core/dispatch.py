@@ -48,6 +48,9 @@ LEASE = timedelta(seconds=60)  # well past the timeout: a live worker never lose
 # A batch of results that cannot be written is tried again for about 7 s (0.2, 0.4, ... 2 s).
 RESULT_WRITE_RETRIES = 6
 RESULT_WRITE_BACKOFF = 0.1
+# A commit costs about as much as writing 30 results, so results gather for up to this long (or
+# until a claim's worth arrived) before they are written. Only the record waits, not a delivery.
+RESULT_GATHER_SECONDS = 0.005
 
 
 def _user_agent() -> str:
@@ -243,7 +246,8 @@ class Dispatcher:
         self._finished_since_claim = 0
         self._wake = anyio.Event()
         self._results: list[DeliveryResult] = []
-        self._results_ready = anyio.Event()
+        self._results_ready = anyio.Event()  # the first result of a batch is in
+        self._results_full = anyio.Event()  # a claim's worth of results is in
 
     async def run(self) -> None:
         """Deliver until cancelled; then finish claimed attempts and write their results."""
@@ -352,6 +356,8 @@ class Dispatcher:
                 )
             self._results.append(result)
             self._results_ready.set()
+            if len(self._results) >= self._refill:
+                self._results_full.set()
         except Exception:
             # A bug, not an endpoint's failure: keep the worker alive; the lease expires and
             # the delivery is attempted again.
@@ -368,7 +374,9 @@ class Dispatcher:
     async def _write_results_forever(self) -> None:
         while True:
             await self._results_ready.wait()
-            self._results_ready = anyio.Event()
+            with anyio.move_on_after(RESULT_GATHER_SECONDS):
+                await self._results_full.wait()
+            self._results_ready, self._results_full = anyio.Event(), anyio.Event()
             # Shielded so a batch taken off the list is always written.
             with anyio.CancelScope(shield=True):
                 await self._write_results()

@@ -777,6 +777,40 @@ async def test_results_that_fail_to_save_are_written_again_not_sent_again(
     assert caplog.text.count("could not record 3 delivery results; retrying") == 2
 
 
+async def test_results_arriving_one_by_one_are_recorded_in_batches(
+    rp: RavePilot,
+    workspace: Workspace,
+    stack: AsyncExitStack,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hook = await serve(stack)
+    await register(rp, workspace, hook.url)
+    storage = rp.context.storage
+    record = storage.record_delivery_results
+    batches: list[int] = []
+
+    async def counted(results: Any, **kwargs: Any) -> int:
+        batches.append(len(results))
+        return await record(results, **kwargs)
+
+    monkeypatch.setattr(storage, "record_delivery_results", counted)
+    async with anyio.create_task_group() as group:
+        group.start_soon(rp.worker().run)
+        for _ in range(40):  # events a millisecond apart: each delivered before the next
+            await emit(rp, workspace.id, 1)
+            await anyio.sleep(0.001)
+        with anyio.fail_after(30):
+            while sum(batches) < 40:
+                await anyio.sleep(0.01)
+        group.cancel_scope.cancel()
+
+    # A commit costs as much as writing ~30 results: they gather for a few ms first.
+    assert sum(batches) == 40 and len(batches) <= 20, batches
+    assert (await storage.delivery_queue_stats()).pending == 0
+    assert sorted(set(hook.delivery_ids())) == sorted(hook.delivery_ids())
+    assert len(hook.delivery_ids()) == 40
+
+
 # -- 13. the URL policy again at delivery time ---------------------------------------------------
 async def test_a_host_that_now_resolves_to_a_private_address_is_refused(
     tmp_path: Path, clock: FrozenClock, stack: AsyncExitStack
