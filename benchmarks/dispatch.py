@@ -1051,7 +1051,7 @@ def render_table(report: dict[str, Any]) -> str:
     )
     if processes:
         worker = (
-            f"  worker: {processes} `ravepilot worker` process(es) on asyncio, {database}, "
+            f"  worker: {processes} `ravepilot worker` process(es) on uvloop, {database}, "
             f"{settings}{processes * s['in_flight']} requests in flight in all; this process "
             f"({s['loop']}) only creates the events, counts and runs the ceiling"
         )
@@ -1299,8 +1299,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--loop",
         choices=("uvloop", "asyncio"),
         default="uvloop",
-        help="the worker's event loop: uvloop, as under `ravepilot serve` (uvicorn), or asyncio,"
-        " as under `ravepilot worker` (default uvloop when installed)",
+        help="this process's event loop (the in-process worker's): uvloop, as `ravepilot serve` and"
+        " `ravepilot worker` run, or the stock asyncio loop they fall back to (default uvloop)",
     )
     parser.add_argument(
         "--timeout", type=float, default=300.0, help="seconds to wait for a drain (300)"

@@ -3,13 +3,16 @@
 
 Everything runs on media made on the spot (ffmpeg ``testsrc2``, speech from ``flite``):
 
-    normalise 1080x1920      normalise() of a 10 s VP8/Opus webm, the way Chrome records a phone
-                             (into the 720x1280 playback copy)
+    normalise 1080x1920      normalise() of a 10 s VP9/Opus webm, as the portal records in Chrome
+                             on a phone (into the 720x1280 playback copy)
     normalise 1280x720       the same for a 10 s 720p webm (a laptop camera)
+    normalise camera ...     the same for a phone camera app's file (1920x1080 h264 High at
+                             12 Mb/s, turned upright by metadata), uploaded instead: no target,
+                             its decoding alone takes most of two cores
     transcribe               extract_speech() + the default transcriber (sphinx://) on the
                              10 s normalised clip: what the transcription job does
     render 9:16 branded      the default renderer (ffmpeg://): two 5 s recordings, handed over
-                             as the render job does (the customer's VP8/Opus originals, 1080x1920
+                             as the render job does (the customer's VP9/Opus originals, 1080x1920
                              portrait and 1280x720 landscape) joined into a 10 s 1080x1920 cut
                              with the lower-third, a logo and captions
     render 1:1 / 16:9        the same request in the other two formats
@@ -49,7 +52,14 @@ from common import BenchmarkAborted, log, machine_busy_seconds
 
 from ravepilot_core.backends import open_backend
 from ravepilot_core.errors import RavePilotError
-from ravepilot_core.ffmpeg import extract_speech, find_ffmpeg, normalise, run_ffmpeg
+from ravepilot_core.ffmpeg import (
+    extract_speech,
+    find_ffmpeg,
+    normalise,
+    private_copy,
+    probe,
+    run_ffmpeg,
+)
 from ravepilot_core.models import Brand, RenderClip, RenderRequest, Transcript
 
 TARGETS = {"normalise": 8.0, "transcribe": 5.0, "render": 3.0}
@@ -61,13 +71,27 @@ SPEECH = (
 
 
 def make_recording(path: Path, size: str, seconds: float, speech: Path) -> Path:
-    """A webm like Chrome's MediaRecorder makes: VP8 and Opus, speech under a test pattern."""
+    """A webm like the portal records in Chrome: VP9 and Opus, speech under a test pattern."""
     command = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"]
     command += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30:duration={seconds}"]
     command += ["-i", str(speech), "-filter_complex", f"[1:a]apad,atrim=duration={seconds}[a]"]
-    command += ["-map", "0:v", "-map", "[a]", "-c:v", "libvpx", "-b:v", "2500k"]
+    command += ["-map", "0:v", "-map", "[a]", "-c:v", "libvpx-vp9", "-b:v", "2500k", "-row-mt", "1"]
     command += ["-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus", str(path)]
     subprocess.run(command, check=True, timeout=600)
+    return path
+
+
+def make_camera_file(path: Path, seconds: float, speech: Path) -> Path:
+    """A phone camera app's upright video: 1920x1080 h264 (High, 12 Mb/s) turned by metadata."""
+    landscape = path.with_name("camera-landscape.mp4")
+    command = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"]
+    command += ["-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=30:duration={seconds}"]
+    command += ["-i", str(speech), "-filter_complex", f"[1:a]apad,atrim=duration={seconds}[a]"]
+    command += ["-map", "0:v", "-map", "[a]", "-c:v", "libx264", "-preset", "veryfast"]
+    command += ["-profile:v", "high", "-b:v", "12M", "-c:a", "aac", "-ac", "2", str(landscape)]
+    subprocess.run(command, check=True, timeout=600)
+    turn = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-display_rotation", "90"]
+    subprocess.run([*turn, "-i", str(landscape), "-c", "copy", str(path)], check=True, timeout=60)
     return path
 
 
@@ -119,25 +143,37 @@ async def prepare(folder: Path, args: argparse.Namespace) -> list[Case]:
     seconds = args.seconds
     speech = folder / "speech.wav"
     subprocess.run(["flite", "-voice", "rms", "-t", SPEECH, "-o", str(speech)], check=True)
-    log(f"making {seconds:g} s recordings (VP8/Opus) ...")
+    log(f"making {seconds:g} s recordings (VP9/Opus) ...")
     tall = make_recording(folder / "tall.webm", "1080x1920", seconds, speech)
     wide = make_recording(folder / "wide.webm", "1280x720", seconds, speech)
     half = seconds / 2
-    parts = []  # (the original, its normalised probe): a render is cut from the original
+    parts = []  # (the original's private copy, its normalised probe), as the render job has them
     for name, size in (("part1", "1080x1920"), ("part2", "1280x720")):
         recording = make_recording(folder / f"{name}.webm", size, half, speech)
-        parts.append((recording, await normalise(recording, folder / f"{name}.mp4")))
+        normalised = await normalise(recording, folder / f"{name}.mp4")
+        parts.append((await private_copy(recording, folder / f"{name}-original"), normalised))
+    camera = make_camera_file(folder / "camera.mp4", seconds, speech)
     tall_mp4 = folder / "tall.mp4"
     await normalise(tall, tall_mp4)
+    # The ingest job probes the upload first (to refuse a broken or silent one) and hands that
+    # probe to normalise(), so the case does the same; the probe is not timed.
+    inputs = (
+        ("1080x1920", "normalise", tall),
+        ("1280x720", "normalise", wide),
+        ("camera 1080x1920", "normalise (camera file)", camera),
+    )
     cases = [
         Case(
             f"normalise {name}",
-            "normalise",
+            kind,
             seconds,
-            lambda source=source, name=name: normalise(source, folder / f"out-{name}.mp4"),
+            lambda source=source, found=found, name=name: normalise(
+                source, folder / f"out-{name.replace(' ', '-')}.mp4", found=found
+            ),
             lambda source=source: decode(source),
         )
-        for name, source in (("1080x1920", tall), ("1280x720", wide))
+        for name, kind, source in inputs
+        for found in [await probe(source)]
     ]
 
     transcripts: list[Transcript | None] = [None, None]

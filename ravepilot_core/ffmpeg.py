@@ -86,7 +86,9 @@ _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _TIME = re.compile(r"time=(\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _SIZE = re.compile(r", (\d+)x(\d+)\b")
 _FPS = re.compile(r", (\d+(?:\.\d+)?)(k?) fps\b")
-_CHANNELS = re.compile(r" Hz, (mono|stereo|(\d+) channels|[^,]+),")
+_CHANNELS = re.compile(r" Hz, ([^,]+?)(?:,|$)")
+_SAR = re.compile(r"\[SAR (\d+):(\d+) ")
+_FORMAT = re.compile(r"^Input #0, (.+?), from ", re.MULTILINE)
 _ROTATION = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees", re.IGNORECASE)
 _OPEN_ERROR = re.compile(r"Error opening input[^:\n]*: (.+)$", re.MULTILINE)
 _MAX_VOLUME = re.compile(r"max_volume: (-?\d+(?:\.\d+)?|-inf) dB")
@@ -95,10 +97,11 @@ _MAX_VOLUME = re.compile(r"max_volume: (-?\d+(?:\.\d+)?|-inf) dB")
 class Probe(msgspec.Struct, frozen=True, kw_only=True):
     """What a media file holds, as ffmpeg reads it.
 
-    ``duration_ms`` is measured by reading the file through, so browser recordings (which carry
-    no duration) get one too. ``width`` and ``height`` are as displayed: a phone's portrait clip
-    stored sideways with rotation metadata reports its upright size. The video fields are None
-    without a video track, ``audio_codec`` without a sound track.
+    ``duration_ms`` is measured by reading the file through (:func:`probe`), so browser
+    recordings (which carry no duration) get one too. ``width`` and ``height`` are as
+    displayed: a phone's portrait clip stored sideways with rotation metadata reports its
+    upright size, and a picture of non-square pixels its width once they are square. The video
+    fields are None without a video track, the audio ones without a sound track.
     """
 
     duration_ms: int | None
@@ -204,16 +207,23 @@ def _codec(details: str | None) -> str | None:
 
 
 def _channels(details: str | None) -> int | None:
-    """The channel count of an audio stream line: mono, stereo, "3 channels", a layout (5.1)."""
+    """The channel count of an audio stream line, or None when its layout is not one we count.
+
+    ffmpeg names the layout: ``mono``, ``stereo``, ``3 channels (FL+FR+LFE)``, ``5.1(side)``;
+    named multichannel layouts (quad, hexagonal, ambisonic ...) give None, which normalise()
+    treats like any other layout of more than one channel.
+    """
     match = _CHANNELS.search(details or "")
     if match is None:
         return None
-    layout, count = match.groups()
-    if count:
-        return int(count)
+    layout = match.group(1).strip()
     if layout in ("mono", "stereo"):
         return 1 if layout == "mono" else 2
-    return sum(int(n) for n in re.findall(r"\d+", layout.split("(")[0])) or None  # 5.1 -> 6
+    if counted := re.match(r"(\d+) channels\b", layout):
+        return int(counted.group(1))
+    if numbered := re.fullmatch(r"(\d+)\.(\d+)(?:\(\w+\))?", layout):  # 5.1, 7.1(wide)
+        return int(numbered.group(1)) + int(numbered.group(2))
+    return None
 
 
 def _parse(stderr: str) -> Probe:
@@ -223,6 +233,8 @@ def _parse(stderr: str) -> Probe:
     if video is not None:
         if size := _SIZE.search(video):
             width, height = int(size.group(1)), int(size.group(2))
+            if (sar := _SAR.search(video)) and int(sar.group(2)):  # non-square pixels (DV, HDV)
+                width = round(width * int(sar.group(1)) / int(sar.group(2)))
             if round(rotation / 90) % 2:
                 width, height = height, width
         if rate := _FPS.search(video):
@@ -297,21 +309,23 @@ def _fsync(path: Path) -> None:
         os.close(descriptor)
 
 
-async def normalise(source: Path, target: Path) -> Probe:
+async def normalise(source: Path, target: Path, *, found: Probe | None = None) -> Probe:
     """Convert ``source`` to the clip's playback mp4; return the probe of the result.
 
     h264 (yuv420p, constant 30 fps, even sizes, long side at most :data:`PLAYBACK_LONG_SIDE`,
     upright) and AAC (48 kHz, 64 kb/s per channel, mono kept mono and anything more made
     stereo), with the index at the front (``+faststart``) so playback starts before the download
-    ends. A clip without sound gets a silent mono track.
-    Metadata (a phone's location, its model) is dropped. The result's duration is the one its
-    own header states: ffmpeg has just written it, so reading the file through adds nothing.
+    ends. A clip without sound gets a silent mono track. Metadata (a phone's location, its
+    model) is dropped. ``found`` is what :func:`probe` said of ``source``, if the caller has it;
+    otherwise its header is read. The result's duration is the one its own header states:
+    ffmpeg has just written it, so reading the file through adds nothing.
 
     Raises:
         MediaProcessingError: ``source`` is not a readable video, has no picture, or ffmpeg
             failed on it.
     """
-    found = await _inspect(source, read_through=False)  # the header says enough here
+    if found is None:
+        found = await _inspect(source, read_through=False)  # the header says enough here
     if not found.has_video:
         raise MediaProcessingError("the file has no picture, only sound: record with the camera on")
     inputs: tuple[str, ...] = ("-i", str(source))
@@ -337,6 +351,32 @@ async def normalise(source: Path, target: Path) -> Probe:
         )
         result = await _inspect(temporary, read_through=False)
     return result
+
+
+async def private_copy(source: Path, target: Path) -> Path:
+    """Copy ``source``'s first picture and sound bit for bit, without its metadata.
+
+    What a renderer is handed: the customer's original quality, but not the phone's location,
+    its model or chapters. QuickTime and MP4 stay QuickTime (``.mov``), anything else becomes
+    Matroska (``.mkv``, which holds any codec); both keep a phone's rotation. Returns the path
+    written: ``target`` with that suffix, which names the container for renderers that go by it.
+
+    Raises:
+        MediaProcessingError: ``source`` is not a readable video, or ffmpeg failed on it.
+    """
+    _, stderr = await _ffmpeg(("-i", str(source)), DEFAULT_TIMEOUT, "reading the file")
+    container = _FORMAT.search(stderr)
+    if container is None:
+        raise MediaProcessingError(f"the file is not a readable video: {_reason(stderr)}")
+    quicktime = "mov" in container.group(1).split(",")
+    written = target.with_suffix(".mov" if quicktime else ".mkv")
+    await run_ffmpeg(
+        *("-y", "-i", str(source), "-map", "0:V:0", "-map", "0:a:0?", "-c", "copy"),
+        *("-map_metadata", "-1", "-map_chapters", "-1"),
+        *("-f", "mov" if quicktime else "matroska", str(written)),
+        what="copying the recording",
+    )
+    return written
 
 
 async def poster(source: Path, target: Path, *, at_ms: int) -> None:

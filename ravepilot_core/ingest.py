@@ -1,7 +1,8 @@
 """Processing an uploaded clip: normalise it, then transcribe it, as durable jobs.
 
 Browser recordings arrive without a duration, in whatever codec the browser chose, so every clip
-is normalised (mp4, h264/aac, constant frame rate) before anything else uses it. A clip that is
+is normalised (a 720p mp4, h264/aac, constant frame rate) for playback and transcription before
+it is ready; renders are later cut from the original, which is kept. A clip that is
 not a readable video, is silent or is too short *fails* with a reason the business can read; the
 customer's original stays in the media store. Anything else that goes wrong (the media store or a
 tool is down) raises, and the job retries with backoff.
@@ -89,7 +90,7 @@ async def ingest_clip(context: Context, job: Job) -> None:
                 raise MediaProcessingError(
                     "the clip is silent: check that the microphone is on and not muted"
                 )
-            normalised = await normalise(original, scratch / "clip.mp4")
+            normalised = await normalise(original, scratch / "clip.mp4", found=found)
             duration = normalised.duration_ms or 0
             if duration < minimum * 1000:
                 raise MediaProcessingError(

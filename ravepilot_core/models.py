@@ -274,8 +274,9 @@ class ClipRecord(msgspec.Struct, kw_only=True, frozen=True):
     duration_ms: int | None = None
     transcript: Transcript | None = None
     review: Review = Review()
-    # Set by ingest: the normalised mp4 (what plays and renders) and its poster frame. The
-    # customer's original stays at ``media_key``.
+    # Set by ingest: the normalised mp4 (the 720p playback copy) and its poster frame. The
+    # customer's original stays at ``media_key``: transcripts come from the copy, renders
+    # from the original.
     normalised_key: str | None = None
     poster_key: str | None = None
     error: str | None = None
@@ -352,10 +353,12 @@ class PortalSession(msgspec.Struct, kw_only=True, frozen=True):
 class RenderClip(msgspec.Struct, kw_only=True, frozen=True):
     """One approved clip handed to a renderer: the customer's original file and what was said.
 
-    ``path`` is a local copy of the recording as it was uploaded (webm, mp4 or QuickTime, at its
-    own size, frame rate and rotation), the best quality there is; the renderer brings it to the
-    output's frame rate and size itself. ``duration_ms`` and the transcript's timings are those
-    of the normalised clip, counted from the recording's first frame.
+    ``path`` is a local file holding the recording's streams as they were uploaded, at their own
+    codec, size, frame rate and rotation (the best quality there is), without the upload's
+    metadata: ``.mov`` for an MP4 or QuickTime upload, ``.mkv`` for WebM, Matroska and anything
+    else. The renderer brings it to the output's frame rate and size itself. ``duration_ms``
+    and the transcript's timings are those of the normalised clip, whose picture and sound each
+    start at zero.
     """
 
     path: str

@@ -217,12 +217,17 @@ class Renderer(Protocol):
     It writes an mp4 (h264/aac, fast start) to ``output`` and returns its duration; RavePilot
     stores the file in the media store. Raising fails the render with the exception's message.
 
-    Example::
+    The clips are the customer's own streams (see :class:`RenderClip`): any codec ffmpeg reads.
+
+    Example (the first clip alone, converted with ffmpeg)::
 
         class FirstClipRenderer:
             async def render(self, request: RenderRequest, output: Path) -> int:
-                shutil.copyfile(request.clips[0].path, output)
-                return request.clips[0].duration_ms
+                clip = request.clips[0]
+                seconds = str(clip.duration_ms / 1000)
+                await run_ffmpeg("-y", "-i", clip.path, "-t", seconds, "-c:v", "libx264",
+                                 "-c:a", "aac", "-movflags", "+faststart", str(output))
+                return clip.duration_ms
 
             async def close(self) -> None:
                 pass

@@ -142,13 +142,18 @@ def filter_graph(
     joined = ""
     for n, clip in enumerate(clips):
         seconds = _seconds(clip.duration_ms)
-        # tpad holds the last frame should the video end before the clip's duration.
+        # The first picture and sound streams (not a cover picture); square pixels first (a
+        # no-op unless the original has none); tpad holds the last frame should the video end
+        # before the clip's duration.
         parts.append(
-            f"[{n}:v]setpts=PTS-STARTPTS,fps={FPS},tpad=stop_mode=clone:stop_duration={seconds},"
+            f"[{n}:V:0]setpts=PTS-STARTPTS,scale=trunc(iw*sar/2)*2:ih,setsar=1,fps={FPS},"
+            f"tpad=stop_mode=clone:stop_duration={seconds},"
             f"trim=duration={seconds},setpts=PTS-STARTPTS[f{n}]"
         )
         parts.append(_framing(clip, layout, n))
-        audio = f"[{n}:a]asetpts=PTS-STARTPTS," if clip.has_audio else "anullsrc=r=48000:cl=stereo,"
+        audio = (
+            f"[{n}:a:0]asetpts=PTS-STARTPTS," if clip.has_audio else "anullsrc=r=48000:cl=stereo,"
+        )
         parts.append(
             f"{audio}aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,"
             f"apad=whole_dur={seconds},atrim=duration={seconds}[a{n}]"

@@ -16,8 +16,9 @@ import aiohttp
 import msgspec
 
 from ravepilot_core.context import Context
-from ravepilot_core.errors import Conflict, NotFound
+from ravepilot_core.errors import Conflict, MediaProcessingError, NotFound
 from ravepilot_core.events import make_event
+from ravepilot_core.ffmpeg import private_copy
 from ravepilot_core.ids import new_id
 from ravepilot_core.models import (
     ClipRecord,
@@ -218,9 +219,14 @@ async def run_render(context: Context, job: Job) -> None:
                 error = f"clip {clip_id} is {clip.review.status}, no longer approved"
                 break
             # Cut from the customer's original, not the playback copy: no second generation of
-            # lossy encoding, and full size where the copy is capped at 720p. Its duration and
-            # transcript timings are the normalised clip's, which starts at the same first frame.
-            path = await download(context.media, clip.media_key, scratch / f"clip{n}")
+            # lossy encoding, and full size where the copy is capped at 720p. A renderer may be
+            # a third party's service, so it gets the streams without the phone's metadata.
+            original = await download(context.media, clip.media_key, scratch / f"original{n}")
+            try:
+                path = await private_copy(original, scratch / f"clip{n}")
+            except MediaProcessingError as exc:
+                error = f"clip {clip_id}: {exc.message}"
+                break
             parts.append(
                 RenderClip(
                     path=str(path), duration_ms=clip.duration_ms or 0, transcript=clip.transcript

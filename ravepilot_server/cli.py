@@ -200,7 +200,7 @@ def migrate(settings: Settings) -> None:
             await storage.close()
 
     try:
-        anyio.run(run)
+        anyio.run(run, backend_options={"use_uvloop": _HAVE_UVLOOP})
     except RavePilotError as exc:
         raise click.ClickException(exc.message) from None
     click.echo("schema is up to date", err=True)

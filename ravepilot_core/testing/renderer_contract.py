@@ -166,7 +166,7 @@ class RendererContract:
     @pytest.fixture(scope="class")
     @classmethod
     def clips(cls, tmp_path_factory: pytest.TempPathFactory) -> tuple[RenderClip, ...]:
-        """Two 2 s clips, portrait and landscape, as RavePilot's ingest leaves them."""
+        """Two 2 s clips, portrait and landscape: an mp4 and a browser's webm."""
         try:
             find_ffmpeg()
         except ConfigurationError as exc:

@@ -794,6 +794,8 @@ async def test_results_arriving_one_by_one_are_recorded_in_batches(
         return await record(results, **kwargs)
 
     monkeypatch.setattr(storage, "record_delivery_results", counted)
+    # A wide window, so a slow machine (an event every few ms) still lands in it.
+    monkeypatch.setattr("ravepilot_core.dispatch.RESULT_GATHER_SECONDS", 0.2)
     async with anyio.create_task_group() as group:
         group.start_soon(rp.worker().run)
         for _ in range(40):  # events a millisecond apart: each delivered before the next

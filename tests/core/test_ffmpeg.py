@@ -17,11 +17,13 @@ import pytest
 from ravepilot_core.errors import ConfigurationError, MediaProcessingError
 from ravepilot_core.ffmpeg import (
     SILENCE_DB,
+    _channels,
     extract_speech,
     find_ffmpeg,
     max_volume_db,
     normalise,
     poster,
+    private_copy,
     probe,
     run_ffmpeg,
 )
@@ -143,6 +145,37 @@ async def test_probe_reports_the_upright_size_of_a_rotated_video(
 
 
 @pytest.mark.parametrize(
+    ("line", "channels"),
+    [
+        ("opus, 48000 Hz, mono, fltp", 1),
+        ("aac (LC) (mp4a / 0x6134706D), 48000 Hz, stereo, fltp, 128 kb/s (default)", 2),
+        ("eac3, 48000 Hz, 5.1(side), fltp, 640 kb/s", 6),
+        ("flac, 96000 Hz, 7.1, s32 (24 bit)", 8),
+        ("pcm_s16le, 48000 Hz, 3 channels (FL+FR+LFE), s16, 2304 kb/s", 3),
+        ("pcm_s16le, 44100 Hz, 2 channels, s16", 2),
+        ("pcm_s16le, 44100 Hz, mono", 1),  # nothing after the layout
+        ("opus, 48000 Hz, quad, fltp", None),  # a named layout: "more than one"
+        ("opus, 48000 Hz, ambisonic 1, fltp", None),  # four channels, not one
+        (None, None),
+    ],
+)
+def test_the_channel_count_of_an_audio_stream_line(line: str | None, channels: int | None) -> None:
+    assert _channels(line) == channels
+
+
+async def test_probe_reports_non_square_pixels_at_their_square_width(
+    ffmpeg: str, tmp_path: Path
+) -> None:
+    dv = make(ffmpeg, tmp_path / "dv.mov", "-f", "lavfi", "-i",
+              PATTERN.format(size="720x480", rate=30), "-t", "0.5", "-vf", "setsar=8/9",
+              "-c:v", "libx264", "-preset", "ultrafast")  # fmt: skip
+    assert "SAR 8:9" in listing(ffmpeg, dv)
+    assert ((found := await probe(dv)).width, found.height) == (640, 480)  # 4:3 as shown
+    result = await normalise(dv, tmp_path / "clip.mp4")
+    assert (result.width, result.height) == (640, 480)
+
+
+@pytest.mark.parametrize(
     "content",
     [b"", b"this is not a video\n" * 100, b"\x1a\x45\xdf\xa3" + bytes(range(256)) * 40],
     ids=["empty", "text", "broken-webm-header"],
@@ -257,6 +290,46 @@ async def test_normalise_replaces_an_older_target_whole(webm: Path, tmp_path: Pa
 
 
 # Poster, volume, speech
+
+
+async def test_a_private_copy_keeps_the_streams_and_rotation_but_not_the_metadata(
+    ffmpeg: str, tmp_path: Path
+) -> None:
+    shot = make(ffmpeg, tmp_path / "shot.mp4",
+                *("-f", "lavfi", "-i", PATTERN.format(size="320x240", rate=30)),
+                *("-f", "lavfi", "-i", "sine=d=1", "-t", "1", "-c:v", "libx264"),
+                *("-preset", "ultrafast", "-c:a", "aac"),
+                *("-metadata", "location=+48.8577+002.2950/"),
+                *("-metadata", "com.apple.quicktime.model=iPhone"))  # fmt: skip
+    phone = make(ffmpeg, tmp_path / "phone.mp4",
+                 "-display_rotation", "90", "-i", str(shot), "-c", "copy")  # fmt: skip
+    assert "48.8577" in listing(ffmpeg, phone)
+    copy = await private_copy(phone, tmp_path / "clip0")
+    assert copy == tmp_path / "clip0.mov"
+    info = listing(ffmpeg, copy)
+    assert "48.8577" not in info and "iPhone" not in info, info
+    assert re.search(r"rotation of -?90", info)
+    found = await probe(copy)
+    assert (found.video_codec, found.audio_codec) == ("h264", "aac")
+    assert (found.width, found.height) == (240, 320)
+    assert found.duration_ms is not None and abs(found.duration_ms - 1000) <= 50
+
+
+async def test_a_private_copy_of_a_browser_recording_is_matroska(
+    ffmpeg: str, webm: Path, tmp_path: Path
+) -> None:
+    copy = await private_copy(webm, tmp_path / "clip0")
+    assert copy.suffix == ".mkv"
+    found = await probe(copy)
+    assert (found.video_codec, found.audio_codec) == ("vp9", "opus")
+    assert found.duration_ms == (await probe(webm)).duration_ms
+
+
+async def test_a_private_copy_of_a_corrupt_file_fails(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.webm"
+    broken.write_bytes(b"not a video" * 100)
+    with pytest.raises(MediaProcessingError, match="not a readable video"):
+        await private_copy(broken, tmp_path / "clip0")
 
 
 @pytest.mark.parametrize("at_ms", [500, 60_000], ids=["inside", "past-the-end"])

@@ -50,9 +50,9 @@ async def test_a_clip_erased_while_it_is_normalised_leaves_no_media(
 
     real_normalise = ingest_module.normalise
 
-    async def erase_meanwhile(source: Path, target: Path) -> Any:
+    async def erase_meanwhile(source: Path, target: Path, **options: Any) -> Any:
         await rp.erasure.erase(workspace.id, record.id)  # the business erases it right now
-        return await real_normalise(source, target)
+        return await real_normalise(source, target, **options)
 
     monkeypatch.setattr(ingest_module, "normalise", erase_meanwhile)
     await rp.worker().run_due()  # runs the ingest job (and the erasure's media.delete job)
