@@ -72,8 +72,8 @@ def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 # uvloop (installed with uvicorn[standard], except where it has no build) runs the commands, as
-# uvicorn runs `serve` on it: a worker's time is mostly event-loop and socket work, and on
-# uvloop a delivery costs the worker a sixth less CPU (benchmarks/README.md).
+# uvicorn runs `serve` on it: a worker's time is mostly event-loop and socket work, which
+# uvloop does for 2-17% less CPU per delivery (benchmarks/README.md).
 _HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
 
 

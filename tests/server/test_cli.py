@@ -87,7 +87,7 @@ def test_commands_run_on_uvloop_as_serve_does(tmp_path: Path) -> None:
     async def loop_kind(_: object) -> str:
         return type(asyncio.get_running_loop()).__module__
 
-    # A worker's time is mostly event-loop and socket work: a sixth less CPU on uvloop.
+    # A worker's time is mostly event-loop and socket work, which uvloop does for less CPU.
     assert _run(Settings(data_dir=tmp_path), loop_kind).startswith("uvloop")
 
 
