@@ -35,6 +35,18 @@ async def wait_for(client: Client, tenant: Tenant, path: str, done: Any) -> dict
             await anyio.sleep(0.2)
 
 
+async def request_render(
+    client: Client, tenant: Tenant, submission_id: str, render_format: str
+) -> dict[str, Any]:
+    """Ask for a render of the submission's approved clips; it is queued (202)."""
+    response = await client.post(
+        f"/v1/submissions/{submission_id}/renders",
+        json={"format": render_format},
+        headers=tenant.headers,
+    )
+    return expect(response, 202)
+
+
 async def test_upload_to_rendered_ads_in_every_format(tmp_path: Path) -> None:
     spoken = speech(tmp_path / "said.wav", SAID)
     clip = recording(tmp_path / "take.webm", seconds=4.0, size="640x360", audio=spoken)
@@ -69,17 +81,7 @@ async def test_upload_to_rendered_ads_in_every_format(tmp_path: Path) -> None:
 
         clip_id = ready["clips"][0]["id"]
         expect(await client.post(f"/v1/clips/{clip_id}/approve", headers=tenant.headers))
-        renders = [
-            expect(
-                await client.post(
-                    f"/v1/submissions/{submission_id}/renders",
-                    json={"format": fmt},
-                    headers=tenant.headers,
-                ),
-                202,
-            )
-            for fmt in SIZES
-        ]
+        renders = [await request_render(client, tenant, submission_id, fmt) for fmt in SIZES]
         assert {r["status"] for r in renders} == {"queued"}
         for render in renders:
             done = await wait_for(
@@ -153,14 +155,7 @@ async def test_a_crashing_renderer_fails_the_render_with_its_reason(tmp_path: Pa
         submission_id = expect(await client.post(f"/r/{token}/api/finish"))["submission_id"]
         clip_id = (await processed(client, tenant, submission_id))["clips"][0]["id"]
         expect(await client.post(f"/v1/clips/{clip_id}/approve", headers=tenant.headers))
-        render = expect(
-            await client.post(
-                f"/v1/submissions/{submission_id}/renders",
-                json={"format": "9:16"},
-                headers=tenant.headers,
-            ),
-            202,
-        )
+        render = await request_render(client, tenant, submission_id, "9:16")
         failed = await wait_for(
             client, tenant, f"/v1/renders/{render['id']}", lambda r: r["status"] == "failed"
         )
@@ -202,14 +197,7 @@ async def test_renders_are_cut_from_the_original_not_the_720p_playback_copy(
         played = await probe(copy)
         assert (played.width, played.height) == (720, 1280)  # the playback copy is capped
         expect(await client.post(f"/v1/clips/{ready['id']}/approve", headers=tenant.headers))
-        render = expect(
-            await client.post(
-                f"/v1/submissions/{submission_id}/renders",
-                json={"format": "9:16"},
-                headers=tenant.headers,
-            ),
-            202,
-        )
+        render = await request_render(client, tenant, submission_id, "9:16")
         done = await wait_for(
             client, tenant, f"/v1/renders/{render['id']}", lambda r: r["status"] == "succeeded"
         )
@@ -259,14 +247,7 @@ async def test_a_clip_rejected_after_the_render_was_queued_fails_the_render(
             await ravepilot.worker().run_due()  # ingest, by hand: the test orders the steps
             clip_id = (await processed(client, tenant, submission_id))["clips"][0]["id"]
             expect(await client.post(f"/v1/clips/{clip_id}/approve", headers=tenant.headers))
-            render = expect(
-                await client.post(
-                    f"/v1/submissions/{submission_id}/renders",
-                    json={"format": "1:1"},
-                    headers=tenant.headers,
-                ),
-                202,
-            )
+            render = await request_render(client, tenant, submission_id, "1:1")
             # A rejection that raced the render request: both passed their checks.
             stored = await ravepilot.storage.get_clip(tenant.workspace_id, clip_id)
             assert stored is not None
