@@ -70,26 +70,31 @@ SPEECH = (
 )
 
 
-def make_recording(path: Path, size: str, seconds: float, speech: Path) -> Path:
-    """A webm like the portal records in Chrome: VP9 and Opus, speech under a test pattern."""
+def encode_speaking_pattern(
+    path: Path, size: str, seconds: float, speech: Path, codecs: list[str]
+) -> Path:
+    """Write ``speech`` under a 30 fps test pattern of ``size``, encoded with ``codecs``."""
     command = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"]
     command += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30:duration={seconds}"]
     command += ["-i", str(speech), "-filter_complex", f"[1:a]apad,atrim=duration={seconds}[a]"]
-    command += ["-map", "0:v", "-map", "[a]", "-c:v", "libvpx-vp9", "-b:v", "2500k", "-row-mt", "1"]
-    command += ["-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus", str(path)]
+    command += ["-map", "0:v", "-map", "[a]", *codecs, str(path)]
     subprocess.run(command, check=True, timeout=600)
     return path
 
 
+def make_recording(path: Path, size: str, seconds: float, speech: Path) -> Path:
+    """A webm like the portal records in Chrome: VP9 and Opus, speech under a test pattern."""
+    codecs = ["-c:v", "libvpx-vp9", "-b:v", "2500k", "-row-mt", "1", "-deadline", "realtime"]
+    codecs += ["-cpu-used", "8", "-c:a", "libopus"]
+    return encode_speaking_pattern(path, size, seconds, speech, codecs)
+
+
 def make_camera_file(path: Path, seconds: float, speech: Path) -> Path:
     """A phone camera app's upright video: 1920x1080 h264 (High, 12 Mb/s) turned by metadata."""
+    codecs = ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-b:v", "12M"]
+    codecs += ["-c:a", "aac", "-ac", "2"]
     landscape = path.with_name("camera-landscape.mp4")
-    command = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"]
-    command += ["-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=30:duration={seconds}"]
-    command += ["-i", str(speech), "-filter_complex", f"[1:a]apad,atrim=duration={seconds}[a]"]
-    command += ["-map", "0:v", "-map", "[a]", "-c:v", "libx264", "-preset", "veryfast"]
-    command += ["-profile:v", "high", "-b:v", "12M", "-c:a", "aac", "-ac", "2", str(landscape)]
-    subprocess.run(command, check=True, timeout=600)
+    encode_speaking_pattern(landscape, "1920x1080", seconds, speech, codecs)
     turn = [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-display_rotation", "90"]
     subprocess.run([*turn, "-i", str(landscape), "-c", "copy", str(path)], check=True, timeout=60)
     return path

@@ -342,7 +342,8 @@ async def normalise(source: Path, target: Path, *, found: Probe | None = None) -
             *inputs,
             *("-map", "0:V:0", "-map", audio, "-vf", _VIDEO_FILTER),
             *_VIDEO_CODEC,
-            *(*_AUDIO_CODEC, "-ac", str(channels), "-b:a", bitrate),
+            *_AUDIO_CODEC,
+            *("-ac", str(channels), "-b:a", bitrate),
             *("-map_metadata", "-1", "-map_chapters", "-1", "-movflags", "+faststart"),
             *(() if found.has_audio else ("-shortest",)),  # the silence never ends by itself
             *("-f", "mp4", str(temporary)),

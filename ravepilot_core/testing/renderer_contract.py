@@ -83,13 +83,13 @@ def make_clip(
     else:
         command += ["-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo"]
     command += ["-filter_complex", f"[1:a]apad,atrim=duration={seconds}[a]", "-map", "0:v"]
+    command += ["-map", "[a]", "-t", str(seconds)]
     if path.suffix == ".webm":  # as Chrome's MediaRecorder writes it: VP8 and Opus, mono
-        command += ["-map", "[a]", "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8"]
-        command += ["-c:a", "libopus", "-ac", "1", "-t", str(seconds), str(path)]
+        command += ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8"]
+        command += ["-c:a", "libopus", "-ac", "1", str(path)]
     else:
-        command += ["-map", "[a]", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt"]
-        command += ["yuv420p", "-r", "30", "-c:a", "aac", "-ar", "48000", "-ac", "2"]
-        command += ["-t", str(seconds), "-movflags", "+faststart", str(path)]
+        command += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-r", "30"]
+        command += ["-c:a", "aac", "-ar", "48000", "-ac", "2", "-movflags", "+faststart", str(path)]
     subprocess.run(command, check=True, timeout=120, capture_output=True)
     return RenderClip(path=str(path), duration_ms=round(seconds * 1000), transcript=transcript)
 

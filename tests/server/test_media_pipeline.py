@@ -177,7 +177,7 @@ class RecordingRenderer:
         return sum(c.duration_ms for c in request.clips)
 
     async def close(self) -> None:
-        pass
+        """Nothing to release."""
 
 
 async def test_renders_are_cut_from_the_original_not_the_720p_playback_copy(
