@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime, timedelta
 
+import email_validator
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from ravepilot_core import ConfigurationError, InvalidRequest
 from ravepilot_core.crypto import Keyring, hash_secret, new_api_key, new_webhook_secret
 from ravepilot_core.events import EVENT_TYPES, validate_event_selection
 from ravepilot_core.ids import new_id
-from ravepilot_core.invitations import normalise_email, normalise_phone
+from ravepilot_core.invitations import _plain_address, normalise_email, normalise_phone
 from ravepilot_core.urlpolicy import check_webhook_url, is_public_address
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -132,3 +135,77 @@ def test_emails_are_validated_and_lowercased() -> None:
     assert normalise_email("  Marjorie@ACME.com ") == "marjorie@acme.com"
     with pytest.raises(InvalidRequest, match="customer_email"):
         normalise_email("marjorie at acme")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "jane@localhost.local",  # special-use domains
+        "jane@intranet.test",
+        "jane@1.2.3.arpa",
+        "jane@xn--a.com",  # Punycode that is not valid IDNA
+        "jane@ab--cd.com",  # an R-LDH label that is not Punycode
+        "jane@example",
+        "jane..doe@example.com",
+        f"jane@{'e' * 64}.com",
+        "jane@-example.com",
+    ],
+)
+def test_addresses_email_validator_refuses_are_refused(raw: str) -> None:
+    with pytest.raises(InvalidRequest, match="is not a valid email address"):
+        normalise_email(raw)
+
+
+def test_plain_addresses_skip_email_validator_and_others_do_not() -> None:
+    # The fast path must carry the common case, or it buys nothing.
+    assert _plain_address("Jane.Doe+vip@Mail.Example-Shop.CO.uk") == (
+        "jane.doe+vip@mail.example-shop.co.uk"
+    )
+    assert normalise_email(" O'Brien@Example.com ") == "o'brien@example.com"
+    for address in ('"jane doe"@example.com', "jané@example.com", "jane@bücher.de"):
+        assert _plain_address(address) is None
+    assert normalise_email("Jané@Bücher.de") == "jané@bücher.de"
+
+
+_LOCAL_CHARS = "aZ09.!#$%&'*+/=?^_`{|}~-\"@ (),:;<>[]é\u212a"
+_LABEL_CHARS = "aZ09-_.éİ"
+_TLDS = [
+    "com",
+    "COM",
+    "co.uk",
+    "c0m",
+    "x",
+    "test",
+    "local",
+    "localhost",
+    "arpa",
+    "onion",
+    "invalid",
+    "xn--p1ai",
+    "museum",
+    "a1",
+    "com.",
+    "",
+]
+
+
+@st.composite
+def _addresses(draw: st.DrawFn) -> str:
+    local = draw(st.text(_LOCAL_CHARS, min_size=0, max_size=70))
+    labels = draw(st.lists(st.text(_LABEL_CHARS, min_size=0, max_size=66), max_size=4))
+    domain = ".".join([*labels, draw(st.sampled_from(_TLDS))])
+    return f"{local}@{domain}"
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(_addresses(), st.text(max_size=80)))
+@example("jane@ab--cd.com")
+@example("jane@xn--zca.com")  # valid, but email-validator normalises it to jane@ß.com
+@example("jane@localhost.local")
+@example(f"{'j' * 64}@{'e' * 63}.{'f' * 63}.{'g' * 63}.{'h' * 57}.com")
+def test_the_fast_path_agrees_with_email_validator(address: str) -> None:
+    plain = _plain_address(address)
+    if plain is None:
+        return  # email-validator decides, so there is nothing to disagree about
+    checked = email_validator.validate_email(address, check_deliverability=False)
+    assert checked.normalized.lower() == plain
