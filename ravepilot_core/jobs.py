@@ -111,40 +111,46 @@ class JobWorker:
             now=now, worker_id=self.worker_id, lease_until=now + LEASE, limit=BATCH
         )
         if jobs:
+            held = {job.id for job in jobs}
             limiter = anyio.CapacityLimiter(self._concurrency)
-            async with anyio.create_task_group() as group:
-                for job in jobs:
-                    group.start_soon(self._run_one, job, limiter)
+            async with anyio.create_task_group() as batch:
+                # One lease keeper for the batch, not a task per job: an email takes well
+                # under a millisecond, and a task of its own cost a tenth of that.
+                batch.start_soon(self._keep_leases, held)
+                async with anyio.create_task_group() as group:
+                    for job in jobs:
+                        group.start_soon(self._run_held, job, limiter, held)
+                batch.cancel_scope.cancel()
         return len(jobs)
 
-    async def _keep_lease(self, job: Job) -> None:
-        """Renew a claimed job's lease every minute until cancelled or lost.
+    async def _keep_leases(self, held: set[str]) -> None:
+        """Renew the leases of the batch's unfinished jobs every minute until cancelled.
 
         A job waiting for a media slot, or a render running for minutes, must not look
-        abandoned to other workers (they would run it a second time).
+        abandoned to other workers (they would run it a second time). A lease found lost
+        is not renewed again.
         """
         while True:
             await anyio.sleep(LEASE_RENEWAL.total_seconds())
             until = self._ctx.clock.now() + LEASE
-            try:
-                renewed = await self._ctx.storage.extend_job_lease(
-                    job.id, worker_id=self.worker_id, lease_until=until
-                )
-            except Exception:
-                log.warning("could not renew the lease of job %s; trying again", job.id)
-                continue
-            if not renewed:
-                return
+            for job_id in list(held):
+                try:
+                    renewed = await self._ctx.storage.extend_job_lease(
+                        job_id, worker_id=self.worker_id, lease_until=until
+                    )
+                except Exception:
+                    log.warning("could not renew the lease of job %s; trying again", job_id)
+                    continue
+                if not renewed:
+                    held.discard(job_id)
 
-    async def _run_one(self, job: Job, limiter: anyio.CapacityLimiter) -> None:
-        async with anyio.create_task_group() as keeper:
-            keeper.start_soon(self._keep_lease, job)
-            try:
-                await self._run_held(job, limiter)
-            finally:
-                keeper.cancel_scope.cancel()
+    async def _run_held(self, job: Job, limiter: anyio.CapacityLimiter, held: set[str]) -> None:
+        try:
+            await self._run(job, limiter)
+        finally:
+            held.discard(job.id)  # recorded (or abandoned to its lease): renew it no more
 
-    async def _run_held(self, job: Job, limiter: anyio.CapacityLimiter) -> None:
+    async def _run(self, job: Job, limiter: anyio.CapacityLimiter) -> None:
         async with limiter:
             handler = self._handlers.get(job.kind)
             error: str | None = None
