@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -21,6 +22,7 @@ from ravepilot_core.models import Email
 __all__ = ["OutboxMailer", "open_outbox_mailer"]
 
 log = logging.getLogger("ravepilot.mail")
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class OutboxMailer:
@@ -32,7 +34,7 @@ class OutboxMailer:
 
     async def send(self, email: Email) -> None:
         """Write ``email`` as ``<directory>/<message-id>.eml``."""
-        name = "".join(c if c.isalnum() or c in "-._" else "_" for c in email.message_id)
+        name = _UNSAFE_IN_NAME.sub("_", email.message_id)
         data = render_mime(email, date=datetime.now(UTC))
         # Written inline: creating, writing and renaming a small local file takes ~60 us,
         # while a worker thread cost more than that in hand-offs and, worse, in fights over

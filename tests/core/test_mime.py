@@ -5,10 +5,13 @@ from __future__ import annotations
 import email
 import email.policy
 from datetime import UTC, datetime
+from email.utils import formataddr, parseaddr
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from ravepilot_core.mime import render_mime
+from ravepilot_core.mime import _address_header, _is_bare_address, render_mime
 from ravepilot_core.models import Email
 
 DATE = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
@@ -79,3 +82,24 @@ def test_header_injection_is_refused(field: dict[str, str]) -> None:
     }
     with pytest.raises(ValueError, match=r"line break|not an email address"):
         render_mime(Email(**values), date=DATE)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text("aZ09.@-_+'!#é <>\"(),;:[]\\", max_size=30))
+@example("jane@example.com")
+@example("@")
+@example("jane@")
+def test_bare_addresses_skip_the_parser_with_the_same_result(value: str) -> None:
+    try:
+        name, address = parseaddr(value)
+        parsed: str | None = formataddr((name, address), charset="utf-8") if address else None
+    except UnicodeError:
+        parsed = None
+    try:
+        rendered: str | None = _address_header(value)
+    except (ValueError, UnicodeError):
+        rendered = None
+    if _is_bare_address(value):
+        assert rendered == parsed == value
+    else:
+        assert rendered == parsed
