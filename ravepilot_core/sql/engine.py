@@ -9,6 +9,8 @@ on one long-lived connection:
 - an anyio lock serialises the callers of this process (SQLite has one writer anyway);
 - waiting for *another process's* write lock never blocks the event loop: the busy timeout is
   zero and ``BEGIN IMMEDIATE`` is retried with ``await anyio.sleep`` until a deadline;
+- checkpoints run on a thread of their own (:mod:`ravepilot_core.sql.checkpointer`), not inside
+  whichever commit happens to grow the WAL past SQLite's threshold;
 - group commit: a transaction that finishes while others wait for the lock does not commit; it
   releases its savepoint and hands the open transaction on, and the last one in line commits for
   all (at most ``MAX_BATCH``). A commit writes the WAL and costs ~90-150 µs, everything else an
@@ -35,6 +37,7 @@ from piccolo.engine.sqlite import SQLiteEngine
 from piccolo.querystring import QueryString
 
 from ravepilot_core.errors import BackendError, ConfigurationError
+from ravepilot_core.sql.checkpointer import BACKSTOP_PAGES, Checkpointer
 from ravepilot_core.sql.statements import is_read_only
 
 __all__ = ["InlineSQLiteEngine"]
@@ -59,6 +62,7 @@ class InlineSQLiteEngine(SQLiteEngine):
             )
         self._connection: sqlite3.Connection | None = None  # writes and transactions
         self._reader: sqlite3.Connection | None = None  # lone SELECTs: committed rows only
+        self._checkpointer: Checkpointer | None = None  # runs while the writer is open
         self._lock: anyio.Lock | None = None
         self._batch: _Batch | None = None  # the open transaction, shared by queued callers
         self._waiting = 0  # callers queued for the lock
@@ -89,7 +93,10 @@ class InlineSQLiteEngine(SQLiteEngine):
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
-            self._connection = self._open_connection()
+            connection = self._open_connection()
+            connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+            self._checkpointer = Checkpointer(self.path)
+            self._connection = connection
         return self._connection
 
     @staticmethod
@@ -205,6 +212,9 @@ class InlineSQLiteEngine(SQLiteEngine):
 
     async def close(self) -> None:
         """Close the connection (the next statement reopens it)."""
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         for connection in (self._connection, self._reader):
             if connection is not None:
                 connection.close()

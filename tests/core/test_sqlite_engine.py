@@ -10,6 +10,8 @@ import pytest
 from piccolo.querystring import QueryString
 
 from ravepilot_core.errors import BackendError
+from ravepilot_core.sql import checkpointer as checkpointer_module
+from ravepilot_core.sql.checkpointer import BACKSTOP_PAGES
 from ravepilot_core.sql.engine import InlineSQLiteEngine
 
 pytestmark = pytest.mark.anyio
@@ -206,3 +208,26 @@ async def test_a_caller_cancelled_while_its_batch_commits_is_committed_anyway(
                 await anyio.sleep(0.01)  # a handed off and now waits for b's commit
                 holder.cancel_scope.cancel()
     assert a_finished == [{1, 2}]  # a left its transaction only after the commit
+
+
+async def test_checkpoints_run_in_the_background_and_stop_with_the_engine(
+    engine: InlineSQLiteEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checkpointer_module, "CHECK_INTERVAL", 0.01)
+    database = Path(engine.path)
+    before = database.stat().st_size
+    # ~300 pages: below SQLite's own automatic threshold (1,000), so only the background
+    # thread can copy them into the database file.
+    for n in range(100):
+        async with engine.transaction():
+            await engine.run_sql("INSERT INTO items VALUES ({}, {})", (n, "x" * 12_000))
+    writer = engine._connect()
+    assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == BACKSTOP_PAGES
+    with anyio.fail_after(10):
+        while database.stat().st_size < before + 1_000_000:
+            await anyio.sleep(0.01)
+    checkpointer = engine._checkpointer
+    assert checkpointer is not None and checkpointer.checkpoints >= 1
+    await engine.close()
+    assert not checkpointer.running
+    assert committed_ids(engine.path) == set(range(100))
