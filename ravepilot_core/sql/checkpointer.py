@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pathlib
 import sqlite3
 import threading
 
@@ -67,9 +68,15 @@ class Checkpointer:
                 written = self._wal_written()
                 if written is None or written == checkpointed:
                     continue  # nothing committed since the last checkpoint
-                if connection is None:
-                    connection = sqlite3.connect(self._path, isolation_level=None, timeout=0)
                 try:
+                    if connection is None:
+                        # mode=rw: never create a database where the engine's has gone.
+                        connection = sqlite3.connect(
+                            f"{pathlib.Path(self._path).absolute().as_uri()}?mode=rw",
+                            uri=True,
+                            isolation_level=None,
+                            timeout=0,
+                        )
                     connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error as exc:
                     # Failing now; the next look tries again, and the backstop bounds the WAL.
