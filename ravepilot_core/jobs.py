@@ -133,16 +133,26 @@ class JobWorker:
         while True:
             await anyio.sleep(LEASE_RENEWAL.total_seconds())
             until = self._ctx.clock.now() + LEASE
-            for job_id in list(held):
-                try:
-                    renewed = await self._ctx.storage.extend_job_lease(
-                        job_id, worker_id=self.worker_id, lease_until=until
-                    )
-                except Exception:
-                    log.warning("could not renew the lease of job %s; trying again", job_id)
-                    continue
-                if not renewed:
-                    held.discard(job_id)
+            # At once, and each given up after one interval, so a renewal that hangs cannot
+            # hold up the others, or the next round, until their leases run out.
+            async with anyio.create_task_group() as renewals:
+                for job_id in list(held):
+                    renewals.start_soon(self._renew, job_id, until, held)
+
+    async def _renew(self, job_id: str, until: datetime, held: set[str]) -> None:
+        renewed = True  # unless the storage says the lease is gone
+        try:
+            with anyio.move_on_after(LEASE_RENEWAL.total_seconds()) as waited:
+                renewed = await self._ctx.storage.extend_job_lease(
+                    job_id, worker_id=self.worker_id, lease_until=until
+                )
+            if waited.cancelled_caught:
+                log.warning("renewing the lease of job %s took too long; trying again", job_id)
+        except Exception:
+            log.warning("could not renew the lease of job %s; trying again", job_id)
+            return
+        if not renewed:
+            held.discard(job_id)
 
     async def _run_held(self, job: Job, limiter: anyio.CapacityLimiter, held: set[str]) -> None:
         try:
