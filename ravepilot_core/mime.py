@@ -27,8 +27,8 @@ def _text_header(value: str) -> str:
     return value if value.isascii() else Header(value, "utf-8").encode()
 
 
-# Characters that give an address header a display name, a comment or a list. An ASCII value
-# with none of them and one @ that is not last is a bare address, which parseaddr and
+# Characters that give an address header a display name, a comment or a list. A printable
+# ASCII value with none of them and one @ that is not last is a bare address, which parseaddr and
 # formataddr return unchanged (tests/core/test_mime.py checks that against them).
 _ADDRESS_SPECIALS = frozenset(' \t<>()[]",;:\\\r\n')
 
@@ -37,6 +37,7 @@ def _is_bare_address(value: str) -> bool:
     """Whether ``value`` is an address alone, with no display name, comment or list."""
     return (
         value.isascii()
+        and value.isprintable()  # no control characters, which some readers take as breaks
         and value.count("@") == 1
         and not value.endswith("@")
         and _ADDRESS_SPECIALS.isdisjoint(value)

@@ -85,7 +85,8 @@ def test_header_injection_is_refused(field: dict[str, str]) -> None:
 
 
 @settings(max_examples=2000, deadline=None)
-@given(st.text("aZ09.@-_+'!#é <>\"(),;:[]\\", max_size=30))
+@given(st.text("aZ09.@-_+'!#é <>\"(),;:[]\\\x0b\x0c\x1c\x7f", max_size=30))
+@example("\x0bjane@example.com")
 @example("jane@example.com")
 @example("@")
 @example("jane@")
