@@ -37,7 +37,7 @@ from piccolo.engine.sqlite import SQLiteEngine
 from piccolo.querystring import QueryString
 
 from ravepilot_core.errors import BackendError, ConfigurationError
-from ravepilot_core.sql.checkpointer import BACKSTOP_PAGES, Checkpointer
+from ravepilot_core.sql.checkpointer import BACKSTOP_PAGES, TRUNCATE_BYTES, Checkpointer
 from ravepilot_core.sql.statements import is_read_only
 
 __all__ = ["InlineSQLiteEngine"]
@@ -94,7 +94,13 @@ class InlineSQLiteEngine(SQLiteEngine):
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
             connection = self._open_connection()
-            connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+            try:
+                connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+                # When the backstop's checkpoint lets the WAL start over, shrink the file.
+                connection.execute(f"PRAGMA journal_size_limit = {TRUNCATE_BYTES}")
+            except BaseException:
+                connection.close()
+                raise
             self._checkpointer = Checkpointer(self.path)
             self._connection = connection
         return self._connection

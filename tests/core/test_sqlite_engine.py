@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -231,3 +232,40 @@ async def test_checkpoints_run_in_the_background_and_stop_with_the_engine(
     await engine.close()
     assert not checkpointer.running
     assert committed_ids(engine.path) == set(range(100))
+
+
+async def test_a_long_wal_file_is_emptied_once_writes_pause(
+    engine: InlineSQLiteEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checkpointer_module, "CHECK_INTERVAL", 0.01)
+    monkeypatch.setattr(checkpointer_module, "TRUNCATE_BYTES", 64 * 1024)
+    wal = Path(f"{engine.path}-wal")
+    for n in range(100):
+        async with engine.transaction():
+            await engine.run_sql("INSERT INTO items VALUES ({}, {})", (n, "x" * 12_000))
+    assert wal.stat().st_size > 1_000_000
+    # Left to SQLite, the file would keep its size until a write restarted it, and then too.
+    with anyio.fail_after(10):
+        while wal.stat().st_size >= 64 * 1024:
+            await anyio.sleep(0.01)
+    assert committed_ids(engine.path) == set(range(100))
+
+
+async def test_the_checkpointer_survives_its_directory_vanishing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(checkpointer_module, "CHECK_INTERVAL", 0.01)
+    directory = tmp_path / "data"
+    directory.mkdir()
+    engine = InlineSQLiteEngine(str(directory / "engine.db"))
+    await engine.run_ddl("CREATE TABLE items (id INTEGER PRIMARY KEY, owner TEXT NOT NULL)")
+    checkpointer = engine._checkpointer
+    assert checkpointer is not None
+    shutil.rmtree(directory)
+    directory.write_text("now a file where the data dir was")
+    await anyio.sleep(0.3)  # some thirty looks
+    assert checkpointer.running
+    assert not (directory.is_dir())  # and it created nothing
+    assert len([r for r in caplog.records if r.name == "ravepilot.sqlite"]) <= 1
+    await engine.close()
+    assert not checkpointer.running
