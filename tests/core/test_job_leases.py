@@ -19,91 +19,77 @@ from ravepilot_core.testing.contract_data import make_job, make_submission, new_
 pytestmark = pytest.mark.anyio
 
 
-async def test_a_long_job_renews_its_lease_while_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jobs_module, "LEASE_RENEWAL", timedelta(seconds=0.02))
-    clock = FrozenClock()
-    storage = MemoryStorage()
-    workspace, collector = await new_workspace(storage)
-    job = make_job(workspace.id, "rnd_long", run_at=clock.now(), when=clock.now())
-    await storage.create_submission(make_submission(workspace.id, collector.id), jobs=[job])
-    context = Context(
-        storage=storage,
-        mailer=MemoryMailer(),
-        clock=clock,
-        keyring=Keyring("k" * 40),
-        public_url="https://x.example",
-        mail_from="x@x.example",
-    )
-    stolen: list[Job] = []
+class LongJobs:
+    """Jobs queued in ``storage`` whose work lets 15 minutes pass on a 5-minute lease.
 
-    async def long_render(ctx: Context, running: Job) -> None:
-        # Time passes well beyond the first lease while the job works.
+    While they work, another worker keeps trying to claim due jobs: ``stolen`` is what it got.
+    """
+
+    def __init__(self, storage: MemoryStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(jobs_module, "LEASE_RENEWAL", timedelta(seconds=0.02))
+        self.storage = storage
+        self.clock = FrozenClock()
+        self.context = Context(
+            storage=storage,
+            mailer=MemoryMailer(),
+            clock=self.clock,
+            keyring=Keyring("k" * 40),
+            public_url="https://x.example",
+            mail_from="x@x.example",
+        )
+        self.stolen: list[Job] = []
+
+    async def queue(self, *subjects: str) -> list[Job]:
+        workspace, collector = await new_workspace(self.storage)
+        now = self.clock.now()
+        jobs = [make_job(workspace.id, subject, run_at=now, when=now) for subject in subjects]
+        await self.storage.create_submission(make_submission(workspace.id, collector.id), jobs=jobs)
+        return jobs
+
+    async def work_long(self, ctx: Context, running: Job) -> None:
         for _ in range(5):
-            clock.advance(minutes=3)
+            self.clock.advance(minutes=3)
             await anyio.sleep(0.05)
-            stolen.extend(
-                await storage.claim_jobs(
-                    now=clock.now(),
+            self.stolen.extend(
+                await self.storage.claim_jobs(
+                    now=self.clock.now(),
                     worker_id="other",
-                    lease_until=clock.now() + timedelta(minutes=5),
+                    lease_until=self.clock.now() + timedelta(minutes=5),
                     limit=10,
                 )
             )
 
-    worker = JobWorker(context, handlers={"test.job": long_render})
+
+async def test_a_long_job_renews_its_lease_while_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    long_jobs = LongJobs(MemoryStorage(), monkeypatch)
+    await long_jobs.queue("rnd_long")
+    worker = JobWorker(long_jobs.context, handlers={"test.job": long_jobs.work_long})
     assert await worker.run_due() == 1
-    assert stolen == []  # 15 minutes of work on a 5-minute lease, and nobody took it
-    assert [j.status for j in await storage.list_jobs("rnd_long")] == ["succeeded"]
+    assert long_jobs.stolen == []  # 15 minutes of work on a 5-minute lease, and nobody took it
+    assert [j.status for j in await long_jobs.storage.list_jobs("rnd_long")] == ["succeeded"]
 
 
 async def test_one_stuck_renewal_does_not_cost_the_batch_its_other_leases(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(jobs_module, "LEASE_RENEWAL", timedelta(seconds=0.02))
-    clock = FrozenClock()
-
     class StuckOnOneJob(MemoryStorage):
         async def extend_job_lease(self, job_id: str, **kwargs: Any) -> bool:
-            if job_id == stuck_id:
+            if job_id == stuck.id:
                 await anyio.sleep_forever()  # a renewal that never comes back
             return await super().extend_job_lease(job_id, **kwargs)
 
-    storage = StuckOnOneJob()
-    workspace, collector = await new_workspace(storage)
-    jobs = [
-        make_job(workspace.id, f"rnd_{n}", run_at=clock.now(), when=clock.now()) for n in range(2)
-    ]
-    stuck_id = jobs[0].id
-    await storage.create_submission(make_submission(workspace.id, collector.id), jobs=jobs)
-    context = Context(
-        storage=storage,
-        mailer=MemoryMailer(),
-        clock=clock,
-        keyring=Keyring("k" * 40),
-        public_url="https://x.example",
-        mail_from="x@x.example",
-    )
-    stolen: list[Job] = []
+    long_jobs = LongJobs(StuckOnOneJob(), monkeypatch)
+    stuck, _ = await long_jobs.queue("rnd_stuck", "rnd_long")
 
-    async def long_job(ctx: Context, running: Job) -> None:
-        if running.id == stuck_id:
+    async def work(ctx: Context, running: Job) -> None:
+        if running.id == stuck.id:
             await anyio.sleep(0.3)  # still running when the renewals come round
-            return
-        for _ in range(5):
-            clock.advance(minutes=3)
-            await anyio.sleep(0.05)
-            stolen.extend(
-                await storage.claim_jobs(
-                    now=clock.now(),
-                    worker_id="other",
-                    lease_until=clock.now() + timedelta(minutes=5),
-                    limit=10,
-                )
-            )
+        else:
+            await long_jobs.work_long(ctx, running)
 
-    worker = JobWorker(context, handlers={"test.job": long_job})
+    worker = JobWorker(long_jobs.context, handlers={"test.job": work})
     with anyio.fail_after(10):
         assert await worker.run_due() == 2
     # The stuck job's own lease may lapse; the other job's must not.
-    assert [job.id for job in stolen if job.id != stuck_id] == []
-    assert [j.status for j in await storage.list_jobs("rnd_1")] == ["succeeded"]
+    assert [job.id for job in long_jobs.stolen if job.id != stuck.id] == []
+    assert [j.status for j in await long_jobs.storage.list_jobs("rnd_long")] == ["succeeded"]
