@@ -109,13 +109,14 @@ class Keyring:
 
     def invite_token(self, submission_id: str) -> str:
         """Return the submission's invite token: always the same, unguessable without the key."""
-        digest = hmac.new(self._invite_key, submission_id.encode(), hashlib.sha256).digest()
+        # hmac.digest is the one-shot C path: a page of 50 submissions derives 50 tokens.
+        digest = hmac.digest(self._invite_key, submission_id.encode(), "sha256")
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     def media_signature(self, key: str, expires: int, content_type: str | None = None) -> str:
         """Sign a playback URL for the media ``key`` that works until Unix time ``expires``."""
         message = f"{expires}\n{content_type or ''}\n{key}".encode()
-        return hmac.new(self._media_key, message, hashlib.sha256).hexdigest()
+        return hmac.digest(self._media_key, message, "sha256").hex()
 
     def media_signature_valid(
         self, key: str, expires: int, signature: str, content_type: str | None = None

@@ -65,6 +65,16 @@ def test_invite_tokens_are_stable_per_submission_and_key() -> None:
     assert Keyring("b" * 40).invite_token("sub_1") != keyring.invite_token("sub_1")
 
 
+def test_links_already_sent_keep_working_across_versions() -> None:
+    # Invite links sit in customers' inboxes and signed media URLs in pages: the derivations
+    # must never change for the same server secret. These values were made by RavePilot 0.1.
+    keyring = Keyring("a" * 40)
+    assert keyring.invite_token("sub_1") == "5qasjeWsYxFLkqK2amPuSCfSbK-X5AvVTCCqmHap4eM"
+    assert keyring.media_signature("clips/x.mp4", 1700000000, "video/mp4") == (
+        "b18c8d0e6d8fb1a0e47831c8d8692e03a0a6db3148df4d6bbf5516dd11e24128"
+    )
+
+
 @pytest.mark.parametrize(
     ("address", "public"),
     [
