@@ -37,7 +37,7 @@ from piccolo.engine.sqlite import SQLiteEngine
 from piccolo.querystring import QueryString
 
 from ravepilot_core.errors import BackendError, ConfigurationError
-from ravepilot_core.sql.checkpointer import BACKSTOP_PAGES, TRUNCATE_BYTES, Checkpointer
+from ravepilot_core.sql.checkpointer import BACKSTOP_PAGES, Checkpointer
 from ravepilot_core.sql.statements import is_read_only
 
 __all__ = ["InlineSQLiteEngine"]
@@ -96,8 +96,6 @@ class InlineSQLiteEngine(SQLiteEngine):
             connection = self._open_connection()
             try:
                 connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
-                # When the backstop's checkpoint lets the WAL start over, shrink the file.
-                connection.execute(f"PRAGMA journal_size_limit = {TRUNCATE_BYTES}")
             except BaseException:
                 connection.close()
                 raise

@@ -12,7 +12,7 @@ from piccolo.querystring import QueryString
 
 from ravepilot_core.errors import BackendError
 from ravepilot_core.sql import checkpointer as checkpointer_module
-from ravepilot_core.sql.checkpointer import BACKSTOP_PAGES
+from ravepilot_core.sql.checkpointer import BACKSTOP_PAGES, checkpoint_mode
 from ravepilot_core.sql.engine import InlineSQLiteEngine
 
 pytestmark = pytest.mark.anyio
@@ -271,3 +271,29 @@ async def test_the_checkpointer_survives_its_directory_vanishing(
     assert len([r for r in caplog.records if r.name == "ravepilot.sqlite"]) <= 1
     await engine.close()
     assert not checkpointer.running
+
+
+BIG = checkpointer_module.TRUNCATE_BYTES
+
+
+@pytest.mark.parametrize(
+    ("written", "previous", "done", "mode"),
+    [
+        (None, None, None, None),  # no WAL
+        ((1, 100), None, None, "PASSIVE"),  # something to copy
+        ((1, 100), (1, 100), (1, 100), None),  # copied already, nothing new
+        ((2, 100), (1, 100), (1, 100), "PASSIVE"),  # a commit since the last checkpoint
+        ((1, BIG), (1, BIG), (1, BIG), "TRUNCATE"),  # long and quiet: empty it
+        ((1, BIG), (1, BIG), None, "TRUNCATE"),
+        # Long but being written to: never the checkpoint that holds writers up.
+        ((2, BIG), (1, BIG), (1, BIG), "PASSIVE"),
+        ((2, BIG + 1), (1, BIG), (2, BIG + 1), None),
+    ],
+)
+def test_the_checkpoint_mode_empties_a_long_wal_only_while_writes_pause(
+    written: tuple[int, int] | None,
+    previous: tuple[int, int] | None,
+    done: tuple[int, int] | None,
+    mode: str | None,
+) -> None:
+    assert checkpoint_mode(written, previous=previous, done=done) == mode
