@@ -66,6 +66,8 @@ from common import (
 )
 from database import BenchDatabase, add_database_arguments, postgres_cpu_seconds, postgres_cpu_since
 
+from ravepilot_server.process import tune_for_serving
+
 HERE = Path(__file__).resolve().parent
 TARGET_DELIVERIES_PER_SECOND = 5000
 TARGET_RATIO = 0.5
@@ -1058,7 +1060,8 @@ def render_table(report: dict[str, Any]) -> str:
     else:
         worker = (
             f"  worker: rp.worker().run() in this process on {s['loop']}, {database}, "
-            f"{settings}{s['in_flight']} requests in flight"
+            f"{settings}{s['in_flight']} requests in flight; the process's garbage collector "
+            "set as `ravepilot worker` sets it (tune_for_serving)"
         )
     lines = [
         "RavePilot webhook dispatch benchmark",
@@ -1366,6 +1369,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"data dir {data_dir}; receiver pid {receiver.process.pid} on {receiver.base_url}")
         if db.is_postgres:
             log(f"database: {db.url}")
+        # As `ravepilot worker` and `serve` set their processes up. The ceiling's bare client
+        # runs in this process too, so it gets the same collector settings as the worker.
+        tune_for_serving()
         try:
             report = anyio.run(
                 benchmark,

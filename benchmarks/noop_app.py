@@ -27,6 +27,7 @@ from litestar import Litestar, get
 
 from ravepilot_core import Settings
 from ravepilot_server.app import create_app
+from ravepilot_server.process import tune_for_serving
 
 __all__ = ["NOOP_PATH", "build_app", "noop"]
 
@@ -64,6 +65,7 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("piccolo").setLevel(logging.WARNING)
+    tune_for_serving()  # what `serve` does next
 
     # Only the data dir and the database are configured: the embedded defaults (SQLite, outbox
     # mailer) are the point, so the other RAVEPILOT_* variables are deliberately not read.

@@ -33,6 +33,7 @@ from ravepilot_server.controllers import (
 )
 from ravepilot_server.controllers.portal_pages import portal_static_router, portal_template_config
 from ravepilot_server.errors import handle_exception
+from ravepilot_server.process import tune_for_serving
 from ravepilot_server.ratelimit import PortalRateLimit
 
 __all__ = ["app_from_env", "create_app"]
@@ -130,4 +131,5 @@ def create_app(
 def app_from_env() -> Litestar:
     """Factory for ``uvicorn --factory`` and multi-worker serving: settings from the environment."""
     run_worker = os.environ.get("RAVEPILOT_RUN_WORKER", "true").lower() not in ("0", "false", "no")
+    tune_for_serving()  # this process is a server's: `serve --workers N` started it
     return create_app(Settings.from_env(), run_worker=run_worker)

@@ -20,6 +20,7 @@ import click
 
 from ravepilot_core import ALL_SCOPES, RavePilot, RavePilotError, Settings, installed_backends
 from ravepilot_core.backends import open_backend
+from ravepilot_server.process import tune_for_serving
 
 __all__ = ["main"]
 
@@ -122,6 +123,7 @@ def serve(settings: Settings, host: str, port: int, workers: int, no_worker: boo
     """Run the API and the customer portal (and the background worker)."""
     import uvicorn
 
+    tune_for_serving()
     key = _run(settings, initialise)
     if key is not None:
         # Printed once, on stdout: only its hash is stored, so it cannot be shown again.
@@ -161,6 +163,7 @@ def _environment_for(settings: Settings) -> dict[str, str]:
 @_settings_options
 def worker(settings: Settings) -> None:
     """Run only the background worker (emails, webhooks, media jobs)."""
+    tune_for_serving()
 
     async def work(ravepilot: RavePilot) -> None:
         async with anyio.create_task_group() as group:

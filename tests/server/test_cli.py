@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import gc
 import json
 import os
 import re
@@ -19,7 +20,10 @@ import pytest
 from click.testing import CliRunner
 
 from ravepilot_core import Settings
+from ravepilot_server import cli as cli_module
+from ravepilot_server.app import app_from_env
 from ravepilot_server.cli import _run, main
+from ravepilot_server.process import GC_YOUNG_THRESHOLD
 from tests.processes import free_port
 
 KEY_PATTERN = re.compile(r"^\s*(rp_live_[A-Za-z0-9_-]{43})\s*$", re.MULTILINE)
@@ -89,6 +93,37 @@ def test_commands_run_on_uvloop_as_serve_does(tmp_path: Path) -> None:
 
     # A worker's time is mostly event-loop and socket work, which uvloop does for less CPU.
     assert _run(Settings(data_dir=tmp_path), loop_kind).startswith("uvloop")
+
+
+@pytest.fixture
+def gc_threshold() -> Iterator[None]:
+    """Put the test process's collector back as it was."""
+    saved = gc.get_threshold()
+    yield
+    gc.set_threshold(*saved)
+
+
+@pytest.mark.usefixtures("gc_threshold")
+def test_serving_processes_collect_young_garbage_less_often(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    gc.set_threshold(700, 10, 10)  # Python's defaults
+    served: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: served.append(gc.get_threshold()))
+    assert cli.invoke(main, ["serve"]).exit_code == 0
+    assert served == [(GC_YOUNG_THRESHOLD, 10, 10)]  # set before the server ran
+
+    gc.set_threshold(700, 10, 10)
+    worked: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(cli_module, "_run", lambda *args: worked.append(gc.get_threshold()))
+    assert cli.invoke(main, ["worker"]).exit_code == 0
+    assert worked == [(GC_YOUNG_THRESHOLD, 10, 10)]
+
+    gc.set_threshold(700, 10, 10)
+    app_from_env()  # what each process of `serve --workers N` builds its app with
+    assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, 10, 10)
 
 
 def test_migrate_is_repeatable(cli: CliRunner) -> None:
