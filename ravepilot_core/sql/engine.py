@@ -87,20 +87,17 @@ class InlineSQLiteEngine(SQLiteEngine):
             "synchronous = NORMAL",
             "foreign_keys = ON",
             "busy_timeout = 0",
+            # Only a backstop: the checkpointer thread copies the WAL (the reader never commits,
+            # so the setting matters for the writer alone).
+            f"wal_autocheckpoint = {BACKSTOP_PAGES}",
         ):
             self._retry_busy_sync(connection, f"PRAGMA {pragma}")
         return connection
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
-            connection = self._open_connection()
-            try:
-                connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
-            except BaseException:
-                connection.close()
-                raise
+            self._connection = self._open_connection()
             self._checkpointer = Checkpointer(self.path)
-            self._connection = connection
         return self._connection
 
     @staticmethod
