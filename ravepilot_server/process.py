@@ -21,7 +21,7 @@ def tune_for_serving() -> None:
     futures, rows, webhook attempts). Reference counting frees nearly all of them, but every
     young collection also walks those still in flight, and at Python's default of one per 700
     allocations that was a tenth of a webhook delivery's CPU: `benchmarks/dispatch.py` went
-    from 140-148 to 119-128 µs a delivery, with p99 latency unchanged. Only cyclic garbage
+    from 140-148 to 130-140 µs a delivery, with p99 latency unchanged. Only cyclic garbage
     waits longer for its collection, ten thousand objects at most. The older generations keep
     their thresholds.
     """
