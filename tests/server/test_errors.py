@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 from litestar import Litestar
 
-from ravepilot_core import RavePilot
+from ravepilot_core import RavePilot, Settings
 from ravepilot_core.errors import BackendError, ConfigurationError
+from ravepilot_server import create_app
 from tests.server.conftest import Tenant
-from tests.server.helpers import Client, assert_error
+from tests.server.helpers import Client, assert_error, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -276,3 +279,35 @@ async def test_openapi_document(client: Client, app: Litestar) -> None:
     schemes = document["components"]["securitySchemes"]
     assert schemes["BearerAuth"]["scheme"] == "bearer"
     assert schemes["ApiKeyHeader"]["name"] == "X-API-Key"
+
+
+async def test_the_app_leaves_the_hosts_logging_alone(
+    tenant: Tenant, ravepilot: RavePilot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """create_app() keeps the root logger's handlers: the CLI's, or the embedding app's.
+
+    Litestar's default replaced them with a queue and a listener thread, which changed the log
+    format and cost every log line a hand-off of the GIL (~0.15 ms an outbox email).
+    """
+    records: list[logging.LogRecord] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    root = logging.getLogger()
+    recorder = Recorder()
+    monkeypatch.setattr(root, "handlers", [recorder])
+    monkeypatch.setattr(root, "level", logging.INFO)
+
+    async def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("broken on purpose")
+
+    monkeypatch.setattr(ravepilot.submissions, "list", boom)
+    async with serve(create_app(Settings(data_dir=tmp_path), ravepilot=ravepilot)) as client:
+        assert root.handlers == [recorder]
+        assert_error(await client.get("/v1/submissions", headers=tenant.headers), 500)
+
+    logged = [r for r in records if r.name == "ravepilot.server" and r.exc_info]
+    assert len(logged) == 1, [r.getMessage() for r in records]
+    assert "GET /v1/submissions" in logged[0].getMessage()
