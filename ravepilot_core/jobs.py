@@ -6,6 +6,7 @@ expires and another worker (or the same one after a restart) takes the job again
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import random
@@ -112,14 +113,16 @@ class JobWorker:
         )
         if jobs:
             held = {job.id for job in jobs}
-            limiter = anyio.CapacityLimiter(self._concurrency)
+            waiting = collections.deque(jobs)
             async with anyio.create_task_group() as batch:
                 # One lease keeper for the batch, not a task per job: an email takes well
                 # under a millisecond, and a task of its own cost a tenth of that.
                 batch.start_soon(self._keep_leases, held)
-                async with anyio.create_task_group() as group:
-                    for job in jobs:
-                        group.start_soon(self._run_held, job, limiter, held)
+                # Likewise ``concurrency`` lanes that take the batch's jobs in turn, rather
+                # than a task and a limiter slot for every job.
+                async with anyio.create_task_group() as lanes:
+                    for _ in range(min(self._concurrency, len(jobs))):
+                        lanes.start_soon(self._lane, waiting, held)
                 batch.cancel_scope.cancel()
         return len(jobs)
 
@@ -154,28 +157,30 @@ class JobWorker:
         if not renewed:
             held.discard(job_id)
 
-    async def _run_held(self, job: Job, limiter: anyio.CapacityLimiter, held: set[str]) -> None:
-        try:
-            await self._run(job, limiter)
-        finally:
-            held.discard(job.id)  # recorded (or abandoned to its lease): renew it no more
-
-    async def _run(self, job: Job, limiter: anyio.CapacityLimiter) -> None:
-        async with limiter:
-            handler = self._handlers.get(job.kind)
-            error: str | None = None
-            outcome: JobOutcome
+    async def _lane(self, waiting: collections.deque[Job], held: set[str]) -> None:
+        """Run the batch's waiting jobs one after another until none is left."""
+        while waiting:
+            job = waiting.popleft()
             try:
-                if handler is None:
-                    raise JobAbandoned(f"no handler for job kind {job.kind!r}")
-                await handler(self._ctx, job)
-            except JobAbandoned as exc:
-                outcome, error = "failed", str(exc)
-            except Exception as exc:  # every other failure is worth another try
-                error = f"{type(exc).__name__}: {exc}"
-                outcome = "retry" if job.attempts < job.max_attempts else "failed"
-            else:
-                outcome = "succeeded"
+                await self._run(job)
+            finally:
+                held.discard(job.id)  # recorded (or abandoned to its lease): renew it no more
+
+    async def _run(self, job: Job) -> None:
+        handler = self._handlers.get(job.kind)
+        error: str | None = None
+        outcome: JobOutcome
+        try:
+            if handler is None:
+                raise JobAbandoned(f"no handler for job kind {job.kind!r}")
+            await handler(self._ctx, job)
+        except JobAbandoned as exc:
+            outcome, error = "failed", str(exc)
+        except Exception as exc:  # every other failure is worth another try
+            error = f"{type(exc).__name__}: {exc}"
+            outcome = "retry" if job.attempts < job.max_attempts else "failed"
+        else:
+            outcome = "succeeded"
         now = self._ctx.clock.now()
         retry_at = None
         if outcome == "retry":

@@ -93,3 +93,34 @@ async def test_one_stuck_renewal_does_not_cost_the_batch_its_other_leases(
     # The stuck job's own lease may lapse; the other job's must not.
     assert [job.id for job in long_jobs.stolen if job.id != stuck.id] == []
     assert [j.status for j in await long_jobs.storage.list_jobs("rnd_long")] == ["succeeded"]
+
+
+async def test_a_batch_runs_concurrency_jobs_at_a_time_and_each_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    long_jobs = LongJobs(MemoryStorage(), monkeypatch)
+    queued = await long_jobs.queue(*(f"rnd_{n}" for n in range(7)))
+    slow = queued[0]
+    running: set[str] = set()
+    most = 0
+    ran: list[str] = []
+
+    async def work(ctx: Context, job: Job) -> None:
+        nonlocal most
+        running.add(job.id)
+        most = max(most, len(running))
+        # The first job takes as long as all the others together: the other lane runs them.
+        await anyio.sleep(0.3 if job.id == slow.id else 0.02)
+        running.discard(job.id)
+        ran.append(job.id)
+
+    worker = JobWorker(long_jobs.context, handlers={"test.job": work}, concurrency=2)
+    with anyio.fail_after(10):
+        assert await worker.run_due() == 7
+    assert most == 2
+    assert sorted(ran) == sorted(job.id for job in queued)
+    assert ran[-1] == slow.id  # the six quick jobs did not wait for the slow one
+    for job in queued:
+        assert [j.status for j in await long_jobs.storage.list_jobs(job.subject_id)] == [
+            "succeeded"
+        ]
