@@ -48,9 +48,18 @@ class OutboxMailer:
         if not self._directory_exists:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._directory_exists = True
-        partial = self.directory / f".{name}.eml.partial"
-        partial.write_bytes(data)
-        os.replace(partial, self.directory / f"{name}.eml")  # readers never see half a message
+        # Plain os calls on str paths: pathlib and a buffered file object cost ~15 us a message
+        # on top of the system calls.
+        directory = os.fspath(self.directory)
+        partial = f"{directory}/.{name}.eml.partial"
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(descriptor, view) :]
+        finally:
+            os.close(descriptor)
+        os.replace(partial, f"{directory}/{name}.eml")  # readers never see half a message
 
     async def close(self) -> None:
         """Nothing to release."""
