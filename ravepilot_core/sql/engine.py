@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
@@ -196,6 +196,21 @@ class InlineSQLiteEngine(SQLiteEngine):
         """Return a write transaction (nested use joins the outer one)."""
         return _Transaction(self)
 
+    def in_transaction(self) -> bool:
+        """Whether the calling task is inside a transaction of this engine."""
+        return self.current_transaction.get() is not None
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the caller's transaction has committed (never if it is not).
+
+        For state kept beside the database that must follow committed changes only (see
+        :mod:`ravepilot_core.sql.stable`). Call it inside the transaction.
+        """
+        transaction = self.current_transaction.get()
+        if transaction is None:
+            raise RuntimeError("after_commit() needs an open transaction")
+        transaction.after_commit.append(callback)
+
     def data_version(self) -> int:
         """A number that changes whenever another connection (another process) commits.
 
@@ -235,6 +250,7 @@ class _Batch:
         self.members = 0
         self.committed = anyio.Event()
         self.error: BaseException | None = None
+        self.after_commit: list[Callable[[], None]] = []  # run once it committed
 
 
 class _Transaction:
@@ -245,6 +261,7 @@ class _Transaction:
         self._outer = engine.current_transaction.get() is None
         self._token: Any = None
         self._batch: _Batch | None = None
+        self.after_commit: list[Callable[[], None]] = []  # handed to the batch if we succeed
 
     async def __aenter__(self) -> _Transaction:
         if not self._outer:
@@ -292,6 +309,7 @@ class _Transaction:
             raise BackendError("the database rolled the transaction back; retry") from exc
         if exc_type is None:
             connection.execute("RELEASE rp_tx")
+            batch.after_commit.extend(self.after_commit)
         else:
             connection.execute("ROLLBACK TO rp_tx")
             connection.execute("RELEASE rp_tx")
@@ -333,3 +351,6 @@ class _Transaction:
         batch.committed.set()
         engine._batch = None
         engine._lock_for_loop().release()
+        if error is None:
+            for callback in batch.after_commit:
+                callback()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import anyio
 import msgspec
@@ -36,6 +37,7 @@ from ravepilot_core.sql.deliveries import DeliveryQueries
 from ravepilot_core.sql.migrations import apply_migrations
 from ravepilot_core.sql.recordings import RecordingQueries
 from ravepilot_core.sql.renders import RenderQueries
+from ravepilot_core.sql.stable import StableRows
 from ravepilot_core.sql.statements import placeholders
 
 __all__ = ["SQLStorage"]
@@ -51,6 +53,11 @@ def _is_unique_violation(exc: Exception) -> bool:
 
 class SQLStorage(RecordingQueries, RenderQueries, DeliveryQueries):
     """A :class:`~ravepilot_core.protocols.Storage` over a Piccolo engine."""
+
+    def __init__(self, engine: Any) -> None:
+        super().__init__(engine)
+        # API keys and collectors, looked up by every request, remembered on SQLite.
+        self._stable = StableRows(engine)
 
     # -- lifecycle ---------------------------------------------------------------------------
     #: Run first in each migration's transaction, so processes starting together take turns.
@@ -141,8 +148,12 @@ class SQLStorage(RecordingQueries, RenderQueries, DeliveryQueries):
 
     async def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
         """Select a key by the hash of its secret."""
-        row = await self._one("SELECT * FROM rp_api_keys WHERE key_hash = {}", key_hash)
-        return rows.api_key_from_row(row) if row else None
+
+        async def load() -> ApiKey | None:
+            row = await self._one("SELECT * FROM rp_api_keys WHERE key_hash = {}", key_hash)
+            return rows.api_key_from_row(row) if row else None
+
+        return await self._stable.get(("key", key_hash), load)
 
     async def list_api_keys(self, workspace_id: str) -> list[ApiKey]:
         """Select a workspace's keys, newest first."""
@@ -153,9 +164,11 @@ class SQLStorage(RecordingQueries, RenderQueries, DeliveryQueries):
 
     async def touch_api_key(self, key_id: str, used_at: datetime) -> None:
         """Set a key's last-used time."""
-        await self._all(
-            "UPDATE rp_api_keys SET last_used_at = {} WHERE id = {}", ms(used_at), key_id
-        )
+        async with self.engine.transaction():
+            await self._all(
+                "UPDATE rp_api_keys SET last_used_at = {} WHERE id = {}", ms(used_at), key_id
+            )
+            self._stable.forget_on_commit()
 
     async def revoke_api_key(self, key_id: str, revoked_at: datetime) -> ApiKey | None:
         """Revoke a key, keeping the first revocation time."""
@@ -165,6 +178,7 @@ class SQLStorage(RecordingQueries, RenderQueries, DeliveryQueries):
                 ms(revoked_at),
                 key_id,
             )
+            self._stable.forget_on_commit()
             row = await self._one("SELECT * FROM rp_api_keys WHERE id = {}", key_id)
         return rows.api_key_from_row(row) if row else None
 
@@ -201,22 +215,32 @@ class SQLStorage(RecordingQueries, RenderQueries, DeliveryQueries):
                 rows.collector_body(kept),
                 collector.id,
             )
+            self._stable.forget_on_commit()
 
     async def get_collector(self, workspace_id: str, collector_id: str) -> Collector | None:
         """Select one collector of the workspace."""
-        row = await self._one(
-            "SELECT body FROM rp_collectors WHERE id = {} AND workspace_id = {}",
-            collector_id,
-            workspace_id,
-        )
-        return rows.collector_from_row(row) if row else None
+
+        async def load() -> Collector | None:
+            row = await self._one(
+                "SELECT body FROM rp_collectors WHERE id = {} AND workspace_id = {}",
+                collector_id,
+                workspace_id,
+            )
+            return rows.collector_from_row(row) if row else None
+
+        return await self._stable.get(("collector", workspace_id, collector_id), load)
 
     async def get_primary_collector(self, workspace_id: str) -> Collector | None:
         """Select the workspace's primary collector."""
-        row = await self._one(
-            "SELECT body FROM rp_collectors WHERE workspace_id = {} AND is_primary", workspace_id
-        )
-        return rows.collector_from_row(row) if row else None
+
+        async def load() -> Collector | None:
+            row = await self._one(
+                "SELECT body FROM rp_collectors WHERE workspace_id = {} AND is_primary",
+                workspace_id,
+            )
+            return rows.collector_from_row(row) if row else None
+
+        return await self._stable.get(("primary", workspace_id), load)
 
     async def list_collectors(self, workspace_id: str) -> list[Collector]:
         """Select the workspace's collectors, newest first."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 from pathlib import Path
@@ -297,3 +298,33 @@ def test_the_checkpoint_mode_empties_a_long_wal_only_while_writes_pause(
     mode: str | None,
 ) -> None:
     assert checkpoint_mode(written, previous=previous, done=done) == mode
+
+
+async def test_after_commit_runs_once_the_batch_committed_and_never_after_a_rollback(
+    engine: InlineSQLiteEngine,
+) -> None:
+    ran: list[tuple[str, bool]] = []
+
+    async def write(n: int, fail: bool) -> None:
+        async with engine.transaction():
+            await engine.run_querystring(QueryString("INSERT INTO items VALUES ({}, 'x')", n))
+            engine.after_commit(lambda: ran.append((f"w{n}", n in committed_ids(engine.path))))
+            await anyio.sleep(0)  # others queue up: the callback waits for the shared commit
+            if fail:
+                raise RuntimeError("rolled back")
+
+    async def maybe_fail(n: int, fail: bool) -> None:
+        with contextlib.suppress(RuntimeError):
+            await write(n, fail)
+
+    async with anyio.create_task_group() as group:
+        for n in range(10):
+            group.start_soon(maybe_fail, n, False)
+    assert sorted(ran) == sorted((f"w{n}", True) for n in range(10))  # each saw its own commit
+
+    ran.clear()
+    await maybe_fail(99, True)  # alone: its batch rolls back, so nothing commits
+    assert ran == [] and 99 not in committed_ids(engine.path)
+
+    with pytest.raises(RuntimeError, match="open transaction"):
+        engine.after_commit(lambda: None)

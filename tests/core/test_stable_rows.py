@@ -1,0 +1,222 @@
+"""API keys and collectors remembered on SQLite: never used after a commit replaced them."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import msgspec
+import pytest
+
+from ravepilot_core import RavePilot
+from ravepilot_core.errors import AuthenticationFailed
+from ravepilot_core.models import Brand, Collector
+from ravepilot_core.outbox import open_outbox_mailer
+from ravepilot_core.sql.sqlite import open_sqlite_storage
+from ravepilot_core.sql.storage import SQLStorage
+from ravepilot_core.testing import MemoryStorage
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "s" * 40
+
+
+async def open_instance(directory: Path) -> RavePilot:
+    storage = open_sqlite_storage(f"sqlite:///{directory}/ravepilot.db")
+    await storage.migrate()
+    return RavePilot(
+        storage=storage,
+        mailer=open_outbox_mailer(f"outbox://{directory}/outbox"),
+        secret_key=SECRET,
+        public_url="https://reviews.example.test",
+    )
+
+
+@pytest.fixture
+async def ravepilot(tmp_path: Path) -> AsyncIterator[RavePilot]:
+    instance = await open_instance(tmp_path)
+    yield instance
+    await instance.close()
+
+
+@pytest.fixture
+async def other_process(tmp_path: Path) -> AsyncIterator[RavePilot]:
+    """A second instance on the same file: its commits come from another connection."""
+    instance = await open_instance(tmp_path)
+    yield instance
+    await instance.close()
+
+
+class CountedReads:
+    """Counts the SELECTs that reach SQLite for key and collector look-ups."""
+
+    def __init__(self, storage: SQLStorage, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = storage._one
+
+        async def counted(sql: str, *args: object) -> object:
+            if "FROM rp_api_keys WHERE key_hash" in sql or "FROM rp_collectors" in sql:
+                self.count += 1
+            return await original(sql, *args)
+
+        monkeypatch.setattr(storage, "_one", counted)
+
+
+def storage_of(ravepilot: RavePilot) -> SQLStorage:
+    assert isinstance(ravepilot.storage, SQLStorage)
+    return ravepilot.storage
+
+
+async def test_look_ups_are_remembered_until_something_changes(
+    ravepilot: RavePilot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace = await ravepilot.workspaces.create("acme")
+    _, key = await ravepilot.api_keys.create(workspace.id)
+    await ravepilot.api_keys.authenticate(key)  # the first use stores a last-used time
+    reads = CountedReads(storage_of(ravepilot), monkeypatch)
+
+    for _ in range(5):
+        await ravepilot.api_keys.authenticate(key)
+        await ravepilot.collectors.primary(workspace.id)
+    assert reads.count == 2  # one read each, then remembered
+
+
+async def test_a_key_revoked_here_stops_working_at_once(ravepilot: RavePilot) -> None:
+    workspace = await ravepilot.workspaces.create("acme")
+    created, key = await ravepilot.api_keys.create(workspace.id)
+    await ravepilot.api_keys.authenticate(key)
+    await ravepilot.api_keys.authenticate(key)  # remembered by now
+
+    await ravepilot.api_keys.revoke(created.id)
+    with pytest.raises(AuthenticationFailed, match="revoked"):
+        await ravepilot.api_keys.authenticate(key)
+
+
+async def test_a_key_revoked_by_another_process_stops_working_at_once(
+    ravepilot: RavePilot, other_process: RavePilot
+) -> None:
+    workspace = await ravepilot.workspaces.create("acme")
+    created, key = await ravepilot.api_keys.create(workspace.id)
+    await ravepilot.api_keys.authenticate(key)
+    await ravepilot.api_keys.authenticate(key)
+
+    await other_process.api_keys.revoke(created.id)  # `ravepilot keys revoke`, say
+    with pytest.raises(AuthenticationFailed, match="revoked"):
+        await ravepilot.api_keys.authenticate(key)
+
+
+async def test_a_collector_changed_here_or_elsewhere_is_read_again(
+    ravepilot: RavePilot, other_process: RavePilot, tmp_path: Path
+) -> None:
+    workspace = await ravepilot.workspaces.create("acme")
+    primary = await ravepilot.collectors.primary(workspace.id)
+    assert await ravepilot.collectors.primary(workspace.id) == primary
+
+    renamed = rebranded(primary, "Acme Here")
+    await storage_of(ravepilot).update_collector(workspace.id, renamed)
+    assert (await ravepilot.collectors.primary(workspace.id)).brand.name == "Acme Here"
+
+    await storage_of(other_process).update_collector(workspace.id, rebranded(primary, "Acme There"))
+    assert (await ravepilot.collectors.primary(workspace.id)).brand.name == "Acme There"
+    assert (await ravepilot.collectors.get(workspace.id, primary.id)).brand.name == "Acme There"
+
+    # Even a change written with no RavePilot code at all (an operator's sqlite3 shell).
+    with sqlite3.connect(tmp_path / "ravepilot.db") as shell:
+        (stored,) = shell.execute(
+            "SELECT body FROM rp_collectors WHERE id = ?", (primary.id,)
+        ).fetchone()
+        body = msgspec.json.decode(stored)
+        body["brand"]["name"] = "Acme Shell"
+        shell.execute(
+            "UPDATE rp_collectors SET body = ? WHERE id = ?",
+            (msgspec.json.encode(body).decode(), primary.id),
+        )
+    assert (await ravepilot.collectors.primary(workspace.id)).brand.name == "Acme Shell"
+
+
+async def test_a_look_up_that_overlaps_a_change_is_not_remembered(
+    ravepilot: RavePilot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace = await ravepilot.workspaces.create("acme")
+    primary = await ravepilot.collectors.primary(workspace.id)
+    storage = storage_of(ravepilot)
+    await storage.update_collector(workspace.id, rebranded(primary, "Acme Old"))
+
+    # A look-up reads the old row, and the change commits before it finishes.
+    read_done, change_committed = anyio.Event(), anyio.Event()
+    original = storage._one
+
+    async def slow_read(sql: str, *args: object) -> object:
+        row = await original(sql, *args)
+        if "is_primary" in sql and not change_committed.is_set():
+            read_done.set()
+            await change_committed.wait()
+        return row
+
+    monkeypatch.setattr(storage, "_one", slow_read)
+    seen: list[str] = []
+
+    async def look_up() -> None:
+        seen.append((await storage.get_primary_collector(workspace.id)).brand.name)  # type: ignore[union-attr]
+
+    with anyio.fail_after(10):  # fails, rather than hangs, if the look-up never reads
+        async with anyio.create_task_group() as group:
+            group.start_soon(look_up)
+            await read_done.wait()
+            await storage.update_collector(workspace.id, rebranded(primary, "Acme New"))
+            change_committed.set()
+
+    assert seen == ["Acme Old"]  # what was committed when it read
+    assert (await storage.get_primary_collector(workspace.id)).brand.name == "Acme New"  # type: ignore[union-attr]
+
+
+async def test_inside_a_transaction_look_ups_see_the_batch(ravepilot: RavePilot) -> None:
+    workspace = await ravepilot.workspaces.create("acme")
+    storage = storage_of(ravepilot)
+    primary = await storage.get_primary_collector(workspace.id)
+    assert primary is not None
+    async with storage.engine.transaction():
+        await storage.update_collector(workspace.id, rebranded(primary, "Uncommitted"))
+        inside = await storage.get_primary_collector(workspace.id)
+        assert inside is not None and inside.brand.name == "Uncommitted"
+    after = await storage.get_primary_collector(workspace.id)
+    assert after is not None and after.brand.name == "Uncommitted"
+
+
+async def test_a_rolled_back_change_leaves_the_remembered_row(ravepilot: RavePilot) -> None:
+    workspace = await ravepilot.workspaces.create("acme")
+    storage = storage_of(ravepilot)
+    primary = await storage.get_primary_collector(workspace.id)
+    assert primary is not None
+    with pytest.raises(RuntimeError):
+        async with storage.engine.transaction():
+            await storage.update_collector(workspace.id, rebranded(primary, "Never"))
+            raise RuntimeError("changed my mind")
+    assert await storage.get_primary_collector(workspace.id) == primary
+
+
+async def test_engines_without_a_change_counter_remember_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ravepilot_core.sql.stable import StableRows
+
+    loads = 0
+
+    async def load() -> str:
+        nonlocal loads
+        loads += 1
+        return "row"
+
+    stable = StableRows(MemoryStorage())  # no data_version: Postgres is the real case
+    for _ in range(3):
+        assert await stable.get("k", load) == "row"
+    assert loads == 3
+    stable.forget_on_commit()  # harmless
+
+
+def rebranded(collector: Collector, name: str) -> Collector:
+    return msgspec.structs.replace(
+        collector, brand=Brand(name=name, primary_color=collector.brand.primary_color)
+    )
