@@ -825,11 +825,11 @@ def profile_invitations(
         )
 
     request_part = cumulative("litestar/app.py", "__call__")
-    jobs_part = cumulative("ravepilot_core/jobs.py", "_run_held")
+    jobs_part = cumulative("ravepilot_core/jobs.py", "_lane")
     compose_part = cumulative("ravepilot_core/mail.py", "compose_invitation")
     split = (
         f"split (cumulative): request handling (Litestar app) {request_part / total:.0%}, "
-        f"email jobs (JobWorker._run_held) {jobs_part / total:.0%}"
+        f"email jobs (JobWorker._lane) {jobs_part / total:.0%}"
         f" [of which compose_invitation {compose_part / total:.0%}],"
         f" test client outside the app "
         f"{(cumulative('httpx/_client.py', 'send') - request_part) / total:.0%}"
