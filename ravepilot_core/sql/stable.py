@@ -35,13 +35,16 @@ class _Engine(Protocol):
     def after_commit(self, callback: Callable[[], None]) -> None: ...
 
 
+_ENGINE_METHODS = ("data_version", "in_transaction", "after_commit")  # what _Engine names
+
+
 class StableRows:
     """Remembered rows of one storage, keyed by what they were looked up by."""
 
     def __init__(self, engine: object) -> None:
         self._engine: _Engine | None = (
             engine  # type: ignore[assignment]
-            if all(hasattr(engine, name) for name in ("data_version", "after_commit"))
+            if all(hasattr(engine, name) for name in _ENGINE_METHODS)
             else None
         )
         self._rows: dict[Hashable, Any] = {}
