@@ -87,6 +87,11 @@ class InlineSQLiteEngine(SQLiteEngine):
             "synchronous = NORMAL",
             "foreign_keys = ON",
             "busy_timeout = 0",
+            # Each caller of a group commit writes inside its own savepoint, and SQLite keeps
+            # the pages a savepoint may have to restore in a statement journal that spills to
+            # a temporary file past 64 KiB: ~30 pwrite() calls an invitation. In memory, the
+            # journal holds only the pre-transaction pages the batch changes.
+            "temp_store = MEMORY",
             # Only a backstop: the checkpointer thread copies the WAL (the reader never commits,
             # so the setting matters for the writer alone).
             f"wal_autocheckpoint = {BACKSTOP_PAGES}",
