@@ -9,6 +9,7 @@ import anyio
 
 from ravepilot_core.crypto import Keyring
 from ravepilot_core.errors import ConfigurationError
+from ravepilot_core.foreground import Foreground
 from ravepilot_core.protocols import Clock, Mailer, MediaStore, Renderer, Storage, Transcriber
 
 __all__ = ["Context", "Resolver", "WorkSignal"]
@@ -67,6 +68,8 @@ class Context:
     allow_private_webhooks: bool = False
     resolver: Resolver = resolve_with_dns
     work: WorkSignal = field(default_factory=WorkSignal)
+    # Requests the app is answering; in-process jobs step aside for them (foreground.py).
+    foreground: Foreground = field(default_factory=Foreground)
     media_store: MediaStore | None = None
     max_upload_bytes: int = 1024**3
     transcriber: Transcriber | None = None

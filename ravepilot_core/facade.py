@@ -15,6 +15,7 @@ from ravepilot_core.context import Context, Resolver, resolve_with_dns
 from ravepilot_core.crypto import Keyring
 from ravepilot_core.dispatch import Dispatcher, Sender
 from ravepilot_core.erasure import ErasureService
+from ravepilot_core.foreground import Foreground
 from ravepilot_core.idempotency import IdempotencyService
 from ravepilot_core.invitations import InvitationService
 from ravepilot_core.jobs import JobWorker
@@ -132,6 +133,14 @@ class RavePilot:
             clock=clock,
             allow_private_webhooks=settings.allow_private_webhooks,
         )
+
+    @property
+    def foreground(self) -> Foreground:
+        """The requests this app is answering, which an in-process worker steps aside for.
+
+        Wrap each request in ``with ravepilot.foreground.serving():`` (docs/embedding.md).
+        """
+        return self.context.foreground
 
     @property
     def storage(self) -> Storage:

@@ -33,6 +33,7 @@ from ravepilot_server.controllers import (
 )
 from ravepilot_server.controllers.portal_pages import portal_static_router, portal_template_config
 from ravepilot_server.errors import handle_exception
+from ravepilot_server.foreground import foreground_middleware
 from ravepilot_server.process import tune_for_serving
 from ravepilot_server.ratelimit import PortalRateLimit
 
@@ -102,7 +103,7 @@ def create_app(
         template_config=portal_template_config(),
         dependencies={"ravepilot": Provide(provide_ravepilot, sync_to_thread=False)},
         exception_handlers={Exception: handle_exception},
-        middleware=[allow_header_middleware],
+        middleware=[foreground_middleware, allow_header_middleware],
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         # Logging belongs to the process (the CLI's basicConfig, or the embedding app). Litestar's
