@@ -8,14 +8,13 @@ from contextlib import asynccontextmanager
 
 import anyio
 from litestar import Litestar, Router
-from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from ravepilot_core import RavePilot, Settings, __version__
 from ravepilot_server.allow import allow_header_middleware
-from ravepilot_server.auth import api_key_middleware, provide_principal, provide_ravepilot
+from ravepilot_server.auth import api_key_middleware
 from ravepilot_server.controllers import (
     ClipController,
     CollectorController,
@@ -36,6 +35,7 @@ from ravepilot_server.errors import handle_exception
 from ravepilot_server.foreground import foreground_middleware
 from ravepilot_server.process import tune_for_serving
 from ravepilot_server.ratelimit import PortalRateLimit
+from ravepilot_server.request import RavePilotRequest
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -86,7 +86,6 @@ def create_app(
             DeliveryController,
         ],
         middleware=[api_key_middleware],
-        dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
         security=[{"BearerAuth": []}, {"ApiKeyHeader": []}],
     )
     portal = Router(
@@ -101,7 +100,7 @@ def create_app(
     return Litestar(
         route_handlers=[api, portal, portal_static_router(), health, metrics],
         template_config=portal_template_config(),
-        dependencies={"ravepilot": Provide(provide_ravepilot, sync_to_thread=False)},
+        request_class=RavePilotRequest,  # handlers read request.ravepilot and .principal
         exception_handlers={Exception: handle_exception},
         middleware=[foreground_middleware, allow_header_middleware],
         lifespan=[lifespan],

@@ -4,32 +4,17 @@ One middleware on the ``/v1`` router does both: it authenticates the key (401), 
 scope the route declares in its ``opt={"scope": ...}`` (403). It runs after routing and before
 the body is parsed, so a bad key is always a 401, never a 400. (A Litestar guard would do the
 same, but Litestar copies the route handler for every guard call, ~15% of a small request.)
+Handlers read the caller as ``request.principal`` (:mod:`ravepilot_server.request`).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar.connection import ASGIConnection
-from litestar.di import NamedDependency
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from ravepilot_core import RavePilot
 from ravepilot_core.api_keys import require_scope
-from ravepilot_core.models import Principal
 
-__all__ = [
-    "PrincipalDep",
-    "RavePilotDep",
-    "api_key_middleware",
-    "provide_principal",
-    "provide_ravepilot",
-]
-
-RavePilotDep = NamedDependency[RavePilot]
-"""A handler parameter ``ravepilot: RavePilotDep`` receives the app's RavePilot."""
-PrincipalDep = NamedDependency[Principal]
-"""A handler parameter ``principal: PrincipalDep`` receives the authenticated caller."""
+__all__ = ["api_key_middleware", "presented_key"]
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -60,22 +45,3 @@ def api_key_middleware(app: ASGIApp) -> ASGIApp:
         await app(scope, receive, send)
 
     return middleware
-
-
-def provide_principal(
-    request: ASGIConnection[Any, Any, Any, Any], ravepilot: RavePilotDep
-) -> Principal:
-    """Dependency: the authenticated caller (set by the middleware).
-
-    It takes ``ravepilot`` only so that Litestar resolves the two one after the other:
-    independent dependencies are resolved in a task group spawned per request, which cost
-    ~0.1 ms of an invitation's ~0.5 ms.
-    """
-    principal: Principal = request.state.principal
-    return principal
-
-
-def provide_ravepilot(request: ASGIConnection[Any, Any, Any, Any]) -> RavePilot:
-    """Dependency: the application's RavePilot instance."""
-    ravepilot: RavePilot = request.app.state.ravepilot
-    return ravepilot

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
 import msgspec
-from litestar import Request, Response
+from litestar import Response
 
-from ravepilot_core import RavePilot
 from ravepilot_core.idempotency import request_fingerprint
-from ravepilot_core.models import Principal
+from ravepilot_server.request import RavePilotRequest
 
 __all__ = ["idempotent"]
 
@@ -20,17 +19,15 @@ _encoder = msgspec.json.Encoder()
 
 
 async def idempotent(
-    request: Request[Any, Any, Any],
-    ravepilot: RavePilot,
-    principal: Principal,
-    create: Callable[[], Awaitable[tuple[int, T]]],
+    request: RavePilotRequest, create: Callable[[], Awaitable[tuple[int, T]]]
 ) -> Response[T]:
     """Run ``create`` once per key: a repeat replays the first 2xx response byte for byte."""
     key = request.headers.get("idempotency-key")
     if key is None:
         status, result = await create()
         return Response(result, status_code=status)
-    workspace_id = principal.workspace_id
+    ravepilot = request.ravepilot
+    workspace_id = request.principal.workspace_id
     fingerprint = request_fingerprint(request.method, request.url.path, await request.body())
     replay = await ravepilot.idempotency.begin(workspace_id, key, fingerprint)
     if replay is not None:

@@ -8,7 +8,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from ravepilot_core import __version__
 from ravepilot_core.errors import BackendError
 from ravepilot_core.metrics import CONTENT_TYPE
-from ravepilot_server.auth import RavePilotDep
+from ravepilot_server.request import RavePilotRequest
 from ravepilot_server.schemas import Health
 
 __all__ = ["health", "metrics"]
@@ -20,10 +20,10 @@ __all__ = ["health", "metrics"]
     summary="Health check",
     responses={503: ResponseSpec(data_container=Health, description="Storage unreachable")},
 )
-async def health(ravepilot: RavePilotDep) -> Response[Health]:
+async def health(request: RavePilotRequest) -> Response[Health]:
     """200 when storage answers, 503 when it does not."""
     try:
-        await ravepilot.storage.ping()
+        await request.ravepilot.storage.ping()
     except BackendError:
         return Response(
             Health(status="degraded", storage="unreachable", version=__version__), status_code=503
@@ -32,7 +32,8 @@ async def health(ravepilot: RavePilotDep) -> Response[Health]:
 
 
 @get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=False)
-async def metrics(ravepilot: RavePilotDep) -> Response[bytes]:
+async def metrics(request: RavePilotRequest) -> Response[bytes]:
     """Webhook delivery counters, latency histogram and queue gauges, in Prometheus's format."""
+    ravepilot = request.ravepilot
     body = await ravepilot.metrics.render(ravepilot.storage, ravepilot.context.clock)
     return Response(body, media_type=CONTENT_TYPE)

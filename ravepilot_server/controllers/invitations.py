@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Controller, Request, Response, post
+from litestar import Controller, Response, post
 from litestar.params import JSONBody
 
 from ravepilot_core.invitations import InvitationRequest, LinkRequest
 from ravepilot_core.models import InvitationResult
-from ravepilot_server.auth import PrincipalDep, RavePilotDep
 from ravepilot_server.idempotency import idempotent
 from ravepilot_server.openapi import documented
+from ravepilot_server.request import RavePilotRequest
 from ravepilot_server.strict import strict_body
 
 __all__ = ["InvitationController"]
@@ -25,19 +23,17 @@ class InvitationController(Controller):
     opt = {"scope": "invitations"}
 
     async def _create(
-        self,
-        request: Request[Any, Any, Any],
-        ravepilot: RavePilotDep,
-        principal: PrincipalDep,
-        data: InvitationRequest | LinkRequest,
+        self, request: RavePilotRequest, data: InvitationRequest | LinkRequest
     ) -> Response[InvitationResult]:
         request_body = await strict_body(request, data)
 
         async def create() -> tuple[int, InvitationResult]:
-            result = await ravepilot.invitations.create(principal.workspace_id, request_body)
+            result = await request.ravepilot.invitations.create(
+                request.principal.workspace_id, request_body
+            )
             return (200 if result.reused else 201), result
 
-        return await idempotent(request, ravepilot, principal, create)
+        return await idempotent(request, create)
 
     @post(
         "/",
@@ -48,14 +44,10 @@ class InvitationController(Controller):
         responses=documented(s200=InvitationResult),
     )
     async def create_invitation(
-        self,
-        request: Request[Any, Any, Any],
-        ravepilot: RavePilotDep,
-        principal: PrincipalDep,
-        data: JSONBody[InvitationRequest],
+        self, request: RavePilotRequest, data: JSONBody[InvitationRequest]
     ) -> Response[InvitationResult]:
         """Create an invitation."""
-        return await self._create(request, ravepilot, principal, data)
+        return await self._create(request, data)
 
     @post(
         "/link",
@@ -65,11 +57,7 @@ class InvitationController(Controller):
         responses=documented(s200=InvitationResult),
     )
     async def create_link(
-        self,
-        request: Request[Any, Any, Any],
-        ravepilot: RavePilotDep,
-        principal: PrincipalDep,
-        data: JSONBody[LinkRequest],
+        self, request: RavePilotRequest, data: JSONBody[LinkRequest]
     ) -> Response[InvitationResult]:
         """Create an invite link."""
-        return await self._create(request, ravepilot, principal, data)
+        return await self._create(request, data)

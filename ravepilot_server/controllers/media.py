@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Response, get
 from litestar.params import FromPath, FromQuery
 from litestar.response import Stream
 
 from ravepilot_core.errors import MediaNotFound, NotFound
 from ravepilot_core.playback import check_media_url
-from ravepilot_server.auth import RavePilotDep
+from ravepilot_server.request import RavePilotRequest
 
 __all__ = ["media"]
 
@@ -41,8 +41,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 @get("/media/{key:path}", include_in_schema=False)
 async def media(
-    request: Request[Any, Any, Any],
-    ravepilot: RavePilotDep,
+    request: RavePilotRequest,
     key: FromPath[str],
     expires: FromQuery[str] = "",
     signature: FromQuery[str] = "",
@@ -50,7 +49,7 @@ async def media(
 ) -> Response[Any]:
     """Stream a media object to the holder of a valid, unexpired signed URL."""
     key = key.lstrip("/")
-    ctx = ravepilot.context
+    ctx = request.ravepilot.context
     check_media_url(ctx, key, expires, signature, type or None)
     size = await ctx.media.size(key)
     if size is None:

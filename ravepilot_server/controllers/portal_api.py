@@ -7,8 +7,8 @@ from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody
 
 from ravepilot_core.models import PortalSession
-from ravepilot_server.auth import RavePilotDep
 from ravepilot_server.openapi import documented
+from ravepilot_server.request import RavePilotRequest
 
 __all__ = ["PortalApiController"]
 
@@ -35,9 +35,11 @@ class PortalApiController(Controller):
     tags = ["portal"]
 
     @get("/session", summary="What the recording page shows", responses=documented(404, 429))
-    async def session(self, ravepilot: RavePilotDep, invite_token: FromPath[str]) -> PortalSession:
+    async def session(
+        self, request: RavePilotRequest, invite_token: FromPath[str]
+    ) -> PortalSession:
         """Return branding, script, consent text and the clips uploaded so far."""
-        return await ravepilot.portal.session(invite_token)
+        return await request.ravepilot.portal.session(invite_token)
 
     @post(
         "/consent",
@@ -46,10 +48,10 @@ class PortalApiController(Controller):
         responses=documented(*_PORTAL_ERRORS),
     )
     async def consent(
-        self, ravepilot: RavePilotDep, invite_token: FromPath[str], data: JSONBody[ConsentBody]
+        self, request: RavePilotRequest, invite_token: FromPath[str], data: JSONBody[ConsentBody]
     ) -> PortalSession:
         """Record consent to the collector's consent text, with its time and version."""
-        return await ravepilot.portal.consent(invite_token, accepted=data.accepted)
+        return await request.ravepilot.portal.consent(invite_token, accepted=data.accepted)
 
     @post(
         "/finish",
@@ -57,9 +59,9 @@ class PortalApiController(Controller):
         summary="Hand the clips in (fires submission.submitted)",
         responses=documented(*_PORTAL_ERRORS),
     )
-    async def finish(self, ravepilot: RavePilotDep, invite_token: FromPath[str]) -> PortalSession:
+    async def finish(self, request: RavePilotRequest, invite_token: FromPath[str]) -> PortalSession:
         """Finish recording; needs at least one uploaded clip."""
-        return await ravepilot.portal.finish(invite_token)
+        return await request.ravepilot.portal.finish(invite_token)
 
     @post(
         "/withdraw",
@@ -67,7 +69,7 @@ class PortalApiController(Controller):
         summary="Withdraw consent and delete the recordings (fires submission.withdrawn)",
         responses=documented(*_PORTAL_ERRORS),
     )
-    async def withdraw(self, ravepilot: RavePilotDep, invite_token: FromPath[str]) -> Withdrawn:
+    async def withdraw(self, request: RavePilotRequest, invite_token: FromPath[str]) -> Withdrawn:
         """Withdraw: the media is deleted and the link stops working."""
-        await ravepilot.portal.withdraw(invite_token)
+        await request.ravepilot.portal.withdraw(invite_token)
         return Withdrawn(ok=True, status="withdrawn")

@@ -32,7 +32,7 @@ from litestar.template.config import TemplateConfig
 from ravepilot_core import __version__
 from ravepilot_core.errors import BackendError, NotFound
 from ravepilot_core.models import PortalSession
-from ravepilot_server.auth import RavePilotDep
+from ravepilot_server.request import RavePilotRequest
 
 __all__ = [
     "PortalPageController",
@@ -242,15 +242,10 @@ class PortalPageController(Controller):
     include_in_schema = False
 
     @get("/{invite_token:str}", media_type="text/html")
-    async def portal_page(
-        self,
-        request: Request[Any, Any, Any],
-        ravepilot: RavePilotDep,
-        invite_token: FromPath[str],
-    ) -> Template:
+    async def portal_page(self, request: RavePilotRequest, invite_token: FromPath[str]) -> Template:
         """Render the recording page, or a friendly 404 for an unknown or withdrawn link."""
         try:
-            session = await ravepilot.portal.session(invite_token)
+            session = await request.ravepilot.portal.session(invite_token)
         except NotFound:
             return _error_page(request, 404, "not_found")
         except BackendError:

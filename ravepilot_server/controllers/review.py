@@ -10,8 +10,8 @@ from litestar.params import FromPath, JSONBody
 
 from ravepilot_core.models import Clip
 from ravepilot_core.review import MAX_NOTE_LENGTH
-from ravepilot_server.auth import PrincipalDep, RavePilotDep
 from ravepilot_server.openapi import documented
+from ravepilot_server.request import RavePilotRequest
 
 __all__ = ["ClipController"]
 
@@ -37,14 +37,15 @@ class ClipController(Controller):
     )
     async def approve(
         self,
-        ravepilot: RavePilotDep,
-        principal: PrincipalDep,
+        request: RavePilotRequest,
         clip_id: FromPath[str],
         data: JSONBody[ReviewNote | None] = None,
     ) -> Clip:
         """Approve a clip; approving it again is a no-op."""
         note = data.note if data else None
-        return await ravepilot.review.decide(principal.workspace_id, clip_id, "approved", note=note)
+        return await request.ravepilot.review.decide(
+            request.principal.workspace_id, clip_id, "approved", note=note
+        )
 
     @post(
         "/{clip_id:str}/reject",
@@ -54,14 +55,15 @@ class ClipController(Controller):
     )
     async def reject(
         self,
-        ravepilot: RavePilotDep,
-        principal: PrincipalDep,
+        request: RavePilotRequest,
         clip_id: FromPath[str],
         data: JSONBody[ReviewNote | None] = None,
     ) -> Clip:
         """Reject a clip; rejecting it again is a no-op."""
         note = data.note if data else None
-        return await ravepilot.review.decide(principal.workspace_id, clip_id, "rejected", note=note)
+        return await request.ravepilot.review.decide(
+            request.principal.workspace_id, clip_id, "rejected", note=note
+        )
 
     @get(
         "/{clip_id:str}/captions.vtt",
@@ -70,10 +72,12 @@ class ClipController(Controller):
         responses=documented(401, 403, 404, 409),
     )
     async def captions_vtt(
-        self, ravepilot: RavePilotDep, principal: PrincipalDep, clip_id: FromPath[str]
+        self, request: RavePilotRequest, clip_id: FromPath[str]
     ) -> Response[str]:
         """WebVTT captions from the clip's transcript (409 until it is transcribed)."""
-        captions = await ravepilot.submissions.captions(principal.workspace_id, clip_id, "vtt")
+        captions = await request.ravepilot.submissions.captions(
+            request.principal.workspace_id, clip_id, "vtt"
+        )
         return Response(captions, media_type="text/vtt; charset=utf-8")
 
     @get(
@@ -83,8 +87,10 @@ class ClipController(Controller):
         responses=documented(401, 403, 404, 409),
     )
     async def captions_srt(
-        self, ravepilot: RavePilotDep, principal: PrincipalDep, clip_id: FromPath[str]
+        self, request: RavePilotRequest, clip_id: FromPath[str]
     ) -> Response[str]:
         """SubRip captions from the clip's transcript (409 until it is transcribed)."""
-        captions = await ravepilot.submissions.captions(principal.workspace_id, clip_id, "srt")
+        captions = await request.ravepilot.submissions.captions(
+            request.principal.workspace_id, clip_id, "srt"
+        )
         return Response(captions, media_type="application/x-subrip; charset=utf-8")

@@ -10,8 +10,8 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from ravepilot_core.models import Render, Submission
 from ravepilot_core.submissions import MAX_PAGE_SIZE
-from ravepilot_server.auth import PrincipalDep, RavePilotDep
 from ravepilot_server.openapi import documented
+from ravepilot_server.request import RavePilotRequest
 from ravepilot_server.schemas import SubmissionList
 
 __all__ = ["RenderController", "SubmissionController"]
@@ -36,25 +36,26 @@ class SubmissionController(Controller):
     @get("/", summary="List submissions, newest first", responses=documented())
     async def list_submissions(
         self,
-        ravepilot: RavePilotDep,
-        principal: PrincipalDep,
+        request: RavePilotRequest,
         status: FromQuery[StatusFilter | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE_SIZE)] = 50,
         offset: Annotated[int, QueryParameter(ge=0, le=1_000_000)] = 0,
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
     ) -> SubmissionList:
         """List the workspace's submissions."""
-        page = await ravepilot.submissions.list(
-            principal.workspace_id, status=status, limit=limit, offset=offset, cursor=cursor
+        page = await request.ravepilot.submissions.list(
+            request.principal.workspace_id, status=status, limit=limit, offset=offset, cursor=cursor
         )
         return SubmissionList(data=page.data, has_more=page.has_more, next_cursor=page.next_cursor)
 
     @get("/{submission_id:str}", summary="Get one submission", responses=documented())
     async def get_submission(
-        self, ravepilot: RavePilotDep, principal: PrincipalDep, submission_id: FromPath[str]
+        self, request: RavePilotRequest, submission_id: FromPath[str]
     ) -> Submission:
         """Get one submission with its clips and renders."""
-        return await ravepilot.submissions.get(principal.workspace_id, submission_id)
+        return await request.ravepilot.submissions.get(
+            request.principal.workspace_id, submission_id
+        )
 
     @delete(
         "/{submission_id:str}",
@@ -63,10 +64,10 @@ class SubmissionController(Controller):
         responses=documented(401, 403, 404, 409),
     )
     async def erase_submission(
-        self, ravepilot: RavePilotDep, principal: PrincipalDep, submission_id: FromPath[str]
+        self, request: RavePilotRequest, submission_id: FromPath[str]
     ) -> None:
         """Erase media, transcripts and personal data; the id answers as withdrawn after."""
-        await ravepilot.erasure.erase(principal.workspace_id, submission_id)
+        await request.ravepilot.erasure.erase(request.principal.workspace_id, submission_id)
 
     @post(
         "/{submission_id:str}/renders",
@@ -76,15 +77,11 @@ class SubmissionController(Controller):
         responses=documented(),
     )
     async def create_render(
-        self,
-        ravepilot: RavePilotDep,
-        principal: PrincipalDep,
-        submission_id: FromPath[str],
-        data: JSONBody[RenderBody],
+        self, request: RavePilotRequest, submission_id: FromPath[str], data: JSONBody[RenderBody]
     ) -> Render:
         """Queue a render of the approved clips (or the ones named) in one format."""
-        return await ravepilot.renders.create(
-            principal.workspace_id, submission_id, data.format, data.clip_ids
+        return await request.ravepilot.renders.create(
+            request.principal.workspace_id, submission_id, data.format, data.clip_ids
         )
 
 
@@ -96,8 +93,6 @@ class RenderController(Controller):
     opt = {"scope": "submissions"}
 
     @get("/{render_id:str}", summary="Get one render", responses=documented(401, 403, 404))
-    async def get_render(
-        self, ravepilot: RavePilotDep, principal: PrincipalDep, render_id: FromPath[str]
-    ) -> Render:
+    async def get_render(self, request: RavePilotRequest, render_id: FromPath[str]) -> Render:
         """Get a render with its playback handle once it succeeded."""
-        return await ravepilot.renders.get(principal.workspace_id, render_id)
+        return await request.ravepilot.renders.get(request.principal.workspace_id, render_id)

@@ -25,7 +25,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from ravepilot_core import RavePilot
 from ravepilot_core.errors import InvalidRequest, RavePilotError, UnsupportedMediaType
 from ravepilot_core.models import Upload
-from ravepilot_server.auth import RavePilotDep
+from ravepilot_server.request import RavePilotRequest
 
 __all__ = ["TUS_VERSION", "TusController", "parse_metadata"]
 
@@ -148,7 +148,7 @@ class TusController(Controller):
 
     @post("/", status_code=201)
     async def create(
-        self, request: Request[Any, Any, Any], ravepilot: RavePilotDep, invite_token: FromPath[str]
+        self, request: RavePilotRequest, invite_token: FromPath[str]
     ) -> Response[None]:
         """Creation: ``Upload-Length`` and ``Upload-Metadata`` (``script_key`` required)."""
         _check_version(request)
@@ -159,8 +159,8 @@ class TusController(Controller):
             )
         if request.headers.get("Upload-Defer-Length") is not None:
             raise InvalidRequest("deferred lengths are not supported: send Upload-Length")
-        record, collector = await ravepilot.portal.open(invite_token)
-        upload = await ravepilot.uploads.create(
+        record, collector = await request.ravepilot.portal.open(invite_token)
+        upload = await request.ravepilot.uploads.create(
             record,
             collector,
             length=_integer_header(request, "Upload-Length"),
@@ -172,27 +172,19 @@ class TusController(Controller):
 
     @head("/{upload_id:str}")
     async def status(
-        self,
-        request: Request[Any, Any, Any],
-        ravepilot: RavePilotDep,
-        invite_token: FromPath[str],
-        upload_id: FromPath[str],
+        self, request: RavePilotRequest, invite_token: FromPath[str], upload_id: FromPath[str]
     ) -> Response[None]:
         """Where the upload stands: ``Upload-Offset`` is where to resume."""
         _check_version(request)
-        record = await self._submission(ravepilot, invite_token)
-        upload = await ravepilot.uploads.get(record, upload_id)
+        record = await self._submission(request.ravepilot, invite_token)
+        upload = await request.ravepilot.uploads.get(record, upload_id)
         headers = _tus_headers(upload)
         headers["Upload-Length"] = str(upload.length)
         return Response(None, status_code=200, headers=headers)
 
     @patch("/{upload_id:str}", status_code=204, request_max_body_size=None)
     async def append(
-        self,
-        request: Request[Any, Any, Any],
-        ravepilot: RavePilotDep,
-        invite_token: FromPath[str],
-        upload_id: FromPath[str],
+        self, request: RavePilotRequest, invite_token: FromPath[str], upload_id: FromPath[str]
     ) -> Response[None]:
         """Append the body at ``Upload-Offset``; the last byte makes the clip."""
         _check_version(request)
@@ -201,9 +193,9 @@ class TusController(Controller):
         offset = _integer_header(request, "Upload-Offset")
         if offset is None:
             raise InvalidRequest("send Upload-Offset: the offset this body starts at")
-        record = await self._submission(ravepilot, invite_token)
+        record = await self._submission(request.ravepilot, invite_token)
         body = _RequestBody(request)
-        upload = await ravepilot.uploads.append(
+        upload = await request.ravepilot.uploads.append(
             record,
             upload_id,
             offset=offset,
@@ -214,14 +206,10 @@ class TusController(Controller):
 
     @delete("/{upload_id:str}", status_code=204)
     async def terminate(
-        self,
-        request: Request[Any, Any, Any],
-        ravepilot: RavePilotDep,
-        invite_token: FromPath[str],
-        upload_id: FromPath[str],
+        self, request: RavePilotRequest, invite_token: FromPath[str], upload_id: FromPath[str]
     ) -> Response[None]:
         """Termination: throw an unfinished upload away."""
         _check_version(request)
-        record = await self._submission(ravepilot, invite_token)
-        await ravepilot.uploads.terminate(record, upload_id)
+        record = await self._submission(request.ravepilot, invite_token)
+        await request.ravepilot.uploads.terminate(record, upload_id)
         return Response(None, status_code=204, headers=_tus_headers())

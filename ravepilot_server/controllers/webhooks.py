@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import FromPath, JSONBody
 
 from ravepilot_core import EVENT_TYPES, NewWebhookEndpoint, WebhookChanges
 from ravepilot_core.models import Delivery, DeliveryDetail, WebhookEndpoint
 from ravepilot_core.webhooks import ROTATION_OVERLAP, RecoverRequest, TestRequest
-from ravepilot_server.auth import PrincipalDep, RavePilotDep
 from ravepilot_server.idempotency import idempotent
 from ravepilot_server.openapi import documented
+from ravepilot_server.request import RavePilotRequest
 from ravepilot_server.schemas import (
     CreatedWebhookEndpoint,
     DeliveryList,
@@ -36,49 +34,43 @@ class WebhookController(Controller):
 
     @post("/", status_code=201, summary="Register a webhook endpoint", responses=documented())
     async def create_endpoint(
-        self,
-        request: Request[Any, Any, Any],
-        ravepilot: RavePilotDep,
-        principal: PrincipalDep,
-        data: JSONBody[NewWebhookEndpoint],
+        self, request: RavePilotRequest, data: JSONBody[NewWebhookEndpoint]
     ) -> Response[CreatedWebhookEndpoint]:
         """Register an endpoint; the response carries its secret, shown only this once."""
         spec = await strict_body(request, data)
 
         async def create() -> tuple[int, CreatedWebhookEndpoint]:
-            endpoint, secret = await ravepilot.webhooks.create(principal.workspace_id, spec)
+            endpoint, secret = await request.ravepilot.webhooks.create(
+                request.principal.workspace_id, spec
+            )
             return 201, CreatedWebhookEndpoint(**msgspec.structs.asdict(endpoint), secret=secret)
 
-        return await idempotent(request, ravepilot, principal, create)
+        return await idempotent(request, create)
 
     @get("/", summary="List webhook endpoints and the event catalog", responses=documented())
-    async def list_endpoints(
-        self, ravepilot: RavePilotDep, principal: PrincipalDep
-    ) -> WebhookEndpointList:
+    async def list_endpoints(self, request: RavePilotRequest) -> WebhookEndpointList:
         """List endpoints (never with secrets) and every valid event name."""
         return WebhookEndpointList(
-            data=await ravepilot.webhooks.list(principal.workspace_id), events=list(EVENT_TYPES)
+            data=await request.ravepilot.webhooks.list(request.principal.workspace_id),
+            events=list(EVENT_TYPES),
         )
 
     @get("/{endpoint_id:str}", summary="Get a webhook endpoint", responses=documented())
     async def get_endpoint(
-        self, ravepilot: RavePilotDep, principal: PrincipalDep, endpoint_id: FromPath[str]
+        self, request: RavePilotRequest, endpoint_id: FromPath[str]
     ) -> WebhookEndpoint:
         """Get one endpoint."""
-        return await ravepilot.webhooks.get(principal.workspace_id, endpoint_id)
+        return await request.ravepilot.webhooks.get(request.principal.workspace_id, endpoint_id)
 
     @patch("/{endpoint_id:str}", summary="Change a webhook endpoint", responses=documented())
     async def update_endpoint(
-        self,
-        request: Request[Any, Any, Any],
-        ravepilot: RavePilotDep,
-        principal: PrincipalDep,
-        endpoint_id: FromPath[str],
-        data: JSONBody[WebhookChanges],
+        self, request: RavePilotRequest, endpoint_id: FromPath[str], data: JSONBody[WebhookChanges]
     ) -> WebhookEndpoint:
         """Change the URL, events, description, or switch the endpoint off and on."""
         changes = await strict_body(request, data)
-        return await ravepilot.webhooks.update(principal.workspace_id, endpoint_id, changes)
+        return await request.ravepilot.webhooks.update(
+            request.principal.workspace_id, endpoint_id, changes
+        )
 
     @delete(
         "/{endpoint_id:str}",
@@ -86,11 +78,9 @@ class WebhookController(Controller):
         summary="Remove a webhook endpoint",
         responses=documented(),
     )
-    async def delete_endpoint(
-        self, ravepilot: RavePilotDep, principal: PrincipalDep, endpoint_id: FromPath[str]
-    ) -> None:
+    async def delete_endpoint(self, request: RavePilotRequest, endpoint_id: FromPath[str]) -> None:
         """Remove the endpoint; its pending deliveries are dropped."""
-        await ravepilot.webhooks.delete(principal.workspace_id, endpoint_id)
+        await request.ravepilot.webhooks.delete(request.principal.workspace_id, endpoint_id)
 
     @get(
         "/{endpoint_id:str}/deliveries",
@@ -98,11 +88,13 @@ class WebhookController(Controller):
         responses=documented(),
     )
     async def list_deliveries(
-        self, ravepilot: RavePilotDep, principal: PrincipalDep, endpoint_id: FromPath[str]
+        self, request: RavePilotRequest, endpoint_id: FromPath[str]
     ) -> DeliveryList:
         """The 50 most recent deliveries, newest first."""
         return DeliveryList(
-            data=await ravepilot.webhooks.deliveries(principal.workspace_id, endpoint_id)
+            data=await request.ravepilot.webhooks.deliveries(
+                request.principal.workspace_id, endpoint_id
+            )
         )
 
     @post(
@@ -112,20 +104,18 @@ class WebhookController(Controller):
         responses=documented(),
     )
     async def rotate_secret(
-        self,
-        request: Request[Any, Any, Any],
-        ravepilot: RavePilotDep,
-        principal: PrincipalDep,
-        endpoint_id: FromPath[str],
+        self, request: RavePilotRequest, endpoint_id: FromPath[str]
     ) -> Response[RotatedSecret]:
         """Issue a new secret, shown only now; the old one keeps signing for 24 hours."""
 
         async def rotate() -> tuple[int, RotatedSecret]:
-            secret = await ravepilot.webhooks.rotate_secret(principal.workspace_id, endpoint_id)
-            expires = ravepilot.context.clock.now() + ROTATION_OVERLAP
+            secret = await request.ravepilot.webhooks.rotate_secret(
+                request.principal.workspace_id, endpoint_id
+            )
+            expires = request.ravepilot.context.clock.now() + ROTATION_OVERLAP
             return 201, RotatedSecret(secret=secret, previous_secret_expires_at=expires)
 
-        return await idempotent(request, ravepilot, principal, rotate)
+        return await idempotent(request, rotate)
 
     @post(
         "/{endpoint_id:str}/test",
@@ -135,9 +125,7 @@ class WebhookController(Controller):
     )
     async def test_endpoint(
         self,
-        request: Request[Any, Any, Any],
-        ravepilot: RavePilotDep,
-        principal: PrincipalDep,
+        request: RavePilotRequest,
         endpoint_id: FromPath[str],
         data: JSONBody[TestRequest | None] = None,
     ) -> Response[TestQueued]:
@@ -145,10 +133,12 @@ class WebhookController(Controller):
         spec = await strict_body(request, data) if await request.body() else TestRequest()
 
         async def queue() -> tuple[int, TestQueued]:
-            delivery = await ravepilot.webhooks.test(principal.workspace_id, endpoint_id, spec)
+            delivery = await request.ravepilot.webhooks.test(
+                request.principal.workspace_id, endpoint_id, spec
+            )
             return 202, TestQueued(delivery_id=delivery.id, event_type=delivery.event_type)
 
-        return await idempotent(request, ravepilot, principal, queue)
+        return await idempotent(request, queue)
 
     @post(
         "/{endpoint_id:str}/recover",
@@ -157,16 +147,13 @@ class WebhookController(Controller):
         responses=documented(),
     )
     async def recover(
-        self,
-        request: Request[Any, Any, Any],
-        ravepilot: RavePilotDep,
-        principal: PrincipalDep,
-        endpoint_id: FromPath[str],
-        data: JSONBody[RecoverRequest],
+        self, request: RavePilotRequest, endpoint_id: FromPath[str], data: JSONBody[RecoverRequest]
     ) -> Recovered:
         """Queue again every failed or held delivery of the endpoint created since ``since``."""
         spec = await strict_body(request, data)
-        count = await ravepilot.webhooks.recover(principal.workspace_id, endpoint_id, spec.since)
+        count = await request.ravepilot.webhooks.recover(
+            request.principal.workspace_id, endpoint_id, spec.since
+        )
         return Recovered(queued=count)
 
 
@@ -181,10 +168,12 @@ class DeliveryController(Controller):
         "/{delivery_id:str}", summary="Get a delivery with its attempt log", responses=documented()
     )
     async def get_delivery(
-        self, ravepilot: RavePilotDep, principal: PrincipalDep, delivery_id: FromPath[str]
+        self, request: RavePilotRequest, delivery_id: FromPath[str]
     ) -> DeliveryDetail:
         """One delivery and every attempt made (target IP, status, latency, error, body)."""
-        return await ravepilot.webhooks.delivery(principal.workspace_id, delivery_id)
+        return await request.ravepilot.webhooks.delivery(
+            request.principal.workspace_id, delivery_id
+        )
 
     @post(
         "/{delivery_id:str}/retry",
@@ -193,7 +182,7 @@ class DeliveryController(Controller):
         responses=documented(),
     )
     async def retry_delivery(
-        self, ravepilot: RavePilotDep, principal: PrincipalDep, delivery_id: FromPath[str]
+        self, request: RavePilotRequest, delivery_id: FromPath[str]
     ) -> Delivery:
         """Queue the delivery to be sent at once, whatever its status (not a dropped one)."""
-        return await ravepilot.webhooks.retry(principal.workspace_id, delivery_id)
+        return await request.ravepilot.webhooks.retry(request.principal.workspace_id, delivery_id)
