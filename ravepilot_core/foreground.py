@@ -1,8 +1,9 @@
 """Foreground work: requests someone is waiting for, which background jobs step aside for.
 
-An app that runs the job worker in its own process (``ravepilot serve`` does by default) counts
-the requests it is answering with :meth:`Foreground.serving`. A job about to start while any is
-in flight first waits :data:`~ravepilot_core.jobs.STEP_ASIDE`, once, so jobs never starve.
+An app that runs the job worker in the same process as its request handlers (``ravepilot serve``
+does by default) counts the requests it is answering with :meth:`Foreground.serving`. A job
+about to start while any is in flight first waits :data:`~ravepilot_core.jobs.STEP_ASIDE`,
+once, so jobs never starve.
 
 Why: under a burst of API calls, the emails they queue now go out a little later instead of
 taking event-loop turns from the calls themselves. The worker's share of the loop follows how

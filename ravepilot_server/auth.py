@@ -14,7 +14,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from ravepilot_core import RavePilot
 from ravepilot_core.api_keys import require_scope
 
-__all__ = ["api_key_middleware", "presented_key"]
+__all__ = ["api_key_middleware"]
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:

@@ -31,6 +31,12 @@ class RavePilotRequest(Request[Any, Any, Any]):
 
     @property
     def principal(self) -> Principal:
-        """The authenticated caller of a ``/v1`` route."""
-        principal: Principal = self.scope["state"]["principal"]
+        """The authenticated caller of a route behind the API key middleware (``/v1``)."""
+        try:
+            principal: Principal = self.scope["state"]["principal"]
+        except KeyError:
+            raise RuntimeError(
+                f"{self.url.path} is not behind ravepilot_server.auth.api_key_middleware, "
+                "so it has no authenticated caller"
+            ) from None
         return principal

@@ -89,7 +89,7 @@ class InlineSQLiteEngine(SQLiteEngine):
             "busy_timeout = 0",
             # Each caller of a group commit writes inside its own savepoint, and SQLite keeps
             # the pages a savepoint may have to restore in a statement journal that spills to
-            # a temporary file past 64 KiB: ~30 pwrite() calls an invitation. In memory, the
+            # a temporary file past 64 KiB: ~34 pwrite() calls an invitation. In memory, the
             # journal holds only the pre-transaction pages the batch changes.
             "temp_store = MEMORY",
             # Only a backstop: the checkpointer thread copies the WAL (the reader never commits,

@@ -39,7 +39,8 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-@get("/media/{key:path}", include_in_schema=False)
+# A video streams for as long as the browser plays it: jobs need not wait for it.
+@get("/media/{key:path}", include_in_schema=False, opt={"foreground": False})
 async def media(
     request: RavePilotRequest,
     key: FromPath[str],

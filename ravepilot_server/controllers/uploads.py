@@ -140,6 +140,7 @@ class TusController(Controller):
     tags = ["portal"]
     middleware = [tus_headers_middleware]
     include_in_schema = False  # a binary protocol; documented in docs/portal.md
+    opt = {"foreground": False}  # an upload lasts minutes: jobs need not wait for it
 
     @staticmethod
     async def _submission(ravepilot: RavePilot, invite_token: str) -> Any:

@@ -86,9 +86,9 @@ async def test_a_request_that_ends_does_not_hold_up_later_jobs() -> None:
 
     async def short_request() -> None:
         with context.foreground.serving():
-            await anyio.sleep(0.1)
+            await anyio.sleep(0.3)
 
-    worker = JobWorker(context, handlers={"test.job": work}, concurrency=1, step_aside=1.0)
+    worker = JobWorker(context, handlers={"test.job": work}, concurrency=1, step_aside=1.5)
     begin = anyio.current_time()
     with anyio.fail_after(10):
         async with anyio.create_task_group() as group:
@@ -96,4 +96,4 @@ async def test_a_request_that_ends_does_not_hold_up_later_jobs() -> None:
             await anyio.sleep(0)  # the request is in flight when the worker looks
             await worker.run_due()
     # The first job paused once; the request ended during that pause, so the second did not.
-    assert started[0] - begin >= 0.99 and started[1] - started[0] < 0.5, started
+    assert started[0] - begin >= 1.49 and started[1] - started[0] < 0.75, started

@@ -8,6 +8,7 @@ import pytest
 
 from ravepilot_core import RavePilot
 from ravepilot_core.models import ALL_SCOPES
+from ravepilot_server.request import RavePilotRequest
 from tests.server.conftest import Tenant
 from tests.server.helpers import Client, assert_error
 
@@ -267,3 +268,10 @@ async def test_another_workspaces_objects_are_404_and_invisible(
         assert after.json() == body
     a_submissions = (await client.get("/v1/submissions", headers=a.headers)).json()["data"]
     assert [s["id"] for s in a_submissions] == [sub_id]
+
+
+def test_a_route_outside_the_api_key_middleware_is_told_it_has_no_caller() -> None:
+    scope: Any = {"type": "http", "path": "/mine", "query_string": b"", "headers": [], "state": {}}
+    request = RavePilotRequest(scope)
+    with pytest.raises(RuntimeError, match=r"/mine is not behind .*api_key_middleware"):
+        _ = request.principal
