@@ -6,31 +6,19 @@ import anyio
 import pytest
 
 from ravepilot_core.context import Context
-from ravepilot_core.crypto import Keyring
 from ravepilot_core.foreground import Foreground
 from ravepilot_core.jobs import JobWorker
 from ravepilot_core.models import Job
-from ravepilot_core.testing import FrozenClock, MemoryMailer, MemoryStorage
-from ravepilot_core.testing.contract_data import make_job, make_submission, new_workspace
+from ravepilot_core.testing import FrozenClock, MemoryStorage
+from tests.core.job_helpers import job_context, queue_jobs
 
 pytestmark = pytest.mark.anyio
 
 
 async def context_with_jobs(count: int) -> Context:
-    storage = MemoryStorage()
-    clock = FrozenClock()
-    workspace, collector = await new_workspace(storage)
-    now = clock.now()
-    jobs = [make_job(workspace.id, f"rnd_{n}", run_at=now, when=now) for n in range(count)]
-    await storage.create_submission(make_submission(workspace.id, collector.id), jobs=jobs)
-    return Context(
-        storage=storage,
-        mailer=MemoryMailer(),
-        clock=clock,
-        keyring=Keyring("k" * 40),
-        public_url="https://x.example",
-        mail_from="x@x.example",
-    )
+    context = job_context(MemoryStorage(), FrozenClock())
+    await queue_jobs(context, *(f"rnd_{n}" for n in range(count)))
+    return context
 
 
 def test_serving_counts_a_request_until_it_ends_even_when_it_fails() -> None:

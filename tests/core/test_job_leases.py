@@ -10,11 +10,10 @@ import pytest
 
 from ravepilot_core import jobs as jobs_module
 from ravepilot_core.context import Context
-from ravepilot_core.crypto import Keyring
 from ravepilot_core.jobs import JobWorker
 from ravepilot_core.models import Job
-from ravepilot_core.testing import FrozenClock, MemoryMailer, MemoryStorage
-from ravepilot_core.testing.contract_data import make_job, make_submission, new_workspace
+from ravepilot_core.testing import FrozenClock, MemoryStorage
+from tests.core.job_helpers import job_context, queue_jobs
 
 pytestmark = pytest.mark.anyio
 
@@ -29,22 +28,11 @@ class LongJobs:
         monkeypatch.setattr(jobs_module, "LEASE_RENEWAL", timedelta(seconds=0.02))
         self.storage = storage
         self.clock = FrozenClock()
-        self.context = Context(
-            storage=storage,
-            mailer=MemoryMailer(),
-            clock=self.clock,
-            keyring=Keyring("k" * 40),
-            public_url="https://x.example",
-            mail_from="x@x.example",
-        )
+        self.context = job_context(storage, self.clock)
         self.stolen: list[Job] = []
 
     async def queue(self, *subjects: str) -> list[Job]:
-        workspace, collector = await new_workspace(self.storage)
-        now = self.clock.now()
-        jobs = [make_job(workspace.id, subject, run_at=now, when=now) for subject in subjects]
-        await self.storage.create_submission(make_submission(workspace.id, collector.id), jobs=jobs)
-        return jobs
+        return await queue_jobs(self.context, *subjects)
 
     async def work_long(self, ctx: Context, running: Job) -> None:
         for _ in range(5):
