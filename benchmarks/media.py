@@ -3,9 +3,12 @@
 
 Everything runs on media made on the spot (ffmpeg ``testsrc2``, speech from ``flite``):
 
-    normalise 1080x1920      normalise() of a 10 s VP9/Opus webm, as the portal records in Chrome
-                             on a phone (into the 720x1280 playback copy)
-    normalise 1280x720       the same for a 10 s 720p webm (a laptop camera)
+    normalise 720x1280       normalise() of a 10 s VP9/Opus webm as the portal records it on a
+                             phone held upright: it asks for 1280x720, which phones turn to 720x1280
+    normalise 1280x720       the same as the portal records it on a laptop
+    normalise 1080x1920      the same for a 1080p portrait webm, more than the portal asks for (a
+                             recorder of the business's own, say), into the 720x1280 playback copy:
+                             no target, its VP9 decoding alone takes ~1 CPU-s per 10 s
     normalise camera ...     the same for a phone camera app's file (1920x1080 h264 High at
                              12 Mb/s, turned upright by metadata), uploaded instead: no target,
                              its decoding alone takes most of two cores
@@ -149,8 +152,9 @@ async def prepare(folder: Path, args: argparse.Namespace) -> list[Case]:
     speech = folder / "speech.wav"
     subprocess.run(["flite", "-voice", "rms", "-t", SPEECH, "-o", str(speech)], check=True)
     log(f"making {seconds:g} s recordings (VP9/Opus) ...")
-    tall = make_recording(folder / "tall.webm", "1080x1920", seconds, speech)
+    upright = make_recording(folder / "upright.webm", "720x1280", seconds, speech)
     wide = make_recording(folder / "wide.webm", "1280x720", seconds, speech)
+    tall = make_recording(folder / "tall.webm", "1080x1920", seconds, speech)
     half = seconds / 2
     parts = []  # (the original's private copy, its normalised probe), as the render job has them
     for name, size in (("part1", "1080x1920"), ("part2", "1280x720")):
@@ -163,8 +167,9 @@ async def prepare(folder: Path, args: argparse.Namespace) -> list[Case]:
     # The ingest job probes the upload first (to refuse a broken or silent one) and hands that
     # probe to normalise(), so the case does the same; the probe is not timed.
     inputs = (
-        ("1080x1920", "normalise", tall),
+        ("720x1280", "normalise", upright),
         ("1280x720", "normalise", wide),
+        ("1080x1920", "normalise (larger than the portal asks for)", tall),
         ("camera 1080x1920", "normalise (camera file)", camera),
     )
     cases = [
