@@ -42,6 +42,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -288,6 +289,39 @@ async def run_phase(
     )
 
 
+PROBE_FILES = 200
+SLOW_FILE_CREATION_US = 200  # above this, the disk rather than RavePilot paces the email worker
+
+
+def file_creation_us(data_dir: Path) -> float:
+    """CPU µs to write one small file as the outbox mailer does (the median of 5 tries of 40).
+
+    Create a 3 KB file under a temporary name, then rename it, :data:`PROBE_FILES` times in a
+    directory beside the outbox. Why: on this project's VMs the same system calls have cost
+    from 20 to over 1,000 µs, depending on where the file system placed the directory, and the
+    email worker writes one such file per invitation.
+    """
+    probe = data_dir / "disk-probe"
+    probe.mkdir()
+    data = b"x" * 3000
+    tries = []
+    try:
+        for attempt in range(5):
+            before = time.thread_time()  # os.times() counts in 10 ms ticks: too coarse
+            for n in range(PROBE_FILES // 5):
+                partial = f"{probe}/.{attempt}-{n}.partial"
+                descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+                try:
+                    os.write(descriptor, data)
+                finally:
+                    os.close(descriptor)
+                os.replace(partial, f"{probe}/{attempt}-{n}.eml")
+            tries.append((time.thread_time() - before) / (PROBE_FILES // 5) * 1e6)
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+    return statistics.median(tries)
+
+
 def count_emails(outbox: Path) -> int:
     """Emails the worker has written so far (outbox mailer: one ``.eml`` per message)."""
     try:
@@ -479,6 +513,7 @@ async def _benchmark(
             "worker": not args.no_worker,
             "cpus": os.cpu_count(),
             "load_average_before": load_before,
+            "file_creation_us": args.file_creation_us,
             "server": versions,
             "client": f"aiohttp, {'uvloop' if _uvloop() else 'asyncio'} loop",
         },
@@ -560,6 +595,16 @@ def render_table(report: dict[str, Any]) -> str:
             f"  1-minute load average before the run: {load:.2f}"
             + (" (the machine was not idle: expect noisier figures)" if busy else "")
         )
+    creation = s["file_creation_us"]
+    lines.append(
+        f"  disk: writing a small file as the outbox mailer does took {creation:,} µs of CPU "
+        "in the data dir"
+        + (
+            " (slow: the email worker's share of the invitations window grows with it)"
+            if creation > SLOW_FILE_CREATION_US
+            else ""
+        )
+    )
     lines.append("")
     header = (
         "scenario",
@@ -1003,6 +1048,7 @@ def main(argv: list[str] | None = None) -> int:
     server: Server | None = None
     try:
         args.load_before = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+        args.file_creation_us = round(file_creation_us(data_dir))
         log(f"data dir {data_dir}; initialising ...")
         db.create()
         if db.is_postgres:
