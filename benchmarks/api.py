@@ -296,26 +296,22 @@ SLOW_FILE_CREATION_US = 200  # above this, the disk rather than RavePilot paces 
 def file_creation_us(data_dir: Path) -> float:
     """CPU µs to write one small file as the outbox mailer does (the median of 5 tries of 40).
 
-    Create a 3 KB file under a temporary name, then rename it, :data:`PROBE_FILES` times in a
-    directory beside the outbox. Why: on this project's VMs the same system calls have cost
-    from 20 to over 1,000 µs, depending on where the file system placed the directory, and the
-    email worker writes one such file per invitation.
+    The mailer's own file writing (create under a temporary name, write, rename) of a 3 KB
+    message, :data:`PROBE_FILES` times in a directory beside the outbox. Why: on this project's
+    VMs these system calls have cost from 20 to over 1,000 µs, depending on where the file
+    system placed the directory, and the email worker writes one such file per invitation.
     """
+    from ravepilot_core.outbox import OutboxMailer
+
     probe = data_dir / "disk-probe"
-    probe.mkdir()
+    mailer = OutboxMailer(probe)
     data = b"x" * 3000
     tries = []
     try:
         for attempt in range(5):
             before = time.thread_time()  # os.times() counts in 10 ms ticks: too coarse
             for n in range(PROBE_FILES // 5):
-                partial = f"{probe}/.{attempt}-{n}.partial"
-                descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-                try:
-                    os.write(descriptor, data)
-                finally:
-                    os.close(descriptor)
-                os.replace(partial, f"{probe}/{attempt}-{n}.eml")
+                mailer._write(f"{attempt}-{n}", data)  # what send() does, minus the MIME
             tries.append((time.thread_time() - before) / (PROBE_FILES // 5) * 1e6)
     finally:
         shutil.rmtree(probe, ignore_errors=True)
