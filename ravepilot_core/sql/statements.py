@@ -70,6 +70,11 @@ class SQLStatements:
         self._run_sql = getattr(engine, "run_sql", None)
         self._run_many = getattr(engine, "run_many", None)
 
+    def _in_transaction(self) -> bool:
+        """Whether the calling task is inside a transaction of the engine (Piccolo's context)."""
+        current = getattr(self.engine, "current_transaction", None)
+        return current is not None and current.get() is not None
+
     async def _all(self, sql: str, *args: Any) -> list[Row]:
         if self._run_sql is not None:
             found: list[Row] = await self._run_sql(sql, args)

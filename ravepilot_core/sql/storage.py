@@ -39,6 +39,7 @@ from ravepilot_core.sql.recordings import RecordingQueries
 from ravepilot_core.sql.renders import RenderQueries
 from ravepilot_core.sql.stable import StableRows
 from ravepilot_core.sql.statements import placeholders
+from ravepilot_core.sql.submission_batch import SubmissionBatcher
 
 __all__ = ["SQLStorage"]
 
@@ -58,6 +59,7 @@ class SQLStorage(RecordingQueries, RenderQueries, DeliveryQueries):
         super().__init__(engine)
         # API keys and collectors, looked up by every request, remembered on SQLite.
         self._stable = StableRows(engine)
+        self._submissions = SubmissionBatcher(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
     #: Run first in each migration's transaction, so processes starting together take turns.
@@ -260,26 +262,12 @@ class SQLStorage(RecordingQueries, RenderQueries, DeliveryQueries):
         """Insert the submission unless the customer already has one in the collector.
 
         The unique index on (collector_id, customer_email) decides, so concurrent requests in
-        any number of processes create exactly one.
+        any number of processes create exactly one. Concurrent calls are written in shared
+        batches (:mod:`ravepilot_core.sql.submission_batch`), except inside a transaction.
         """
-        async with self.engine.transaction():
-            inserted = await self._insert(
-                "rp_submissions",
-                [rows.submission_row(submission)],
-                " ON CONFLICT DO NOTHING RETURNING id",
-            )
-            if inserted:
-                await self._write_events(events)
-                await self._write_jobs(jobs)
-                return submission, True
-            row = await self._one(
-                "SELECT * FROM rp_submissions WHERE collector_id = {} AND customer_email = {}",
-                submission.collector_id,
-                submission.customer.email,
-            )
-        if row is None:  # the conflict was on another unique column: a bug, not a race
-            raise BackendError("submission insert conflicted unexpectedly; retry")
-        return rows.submission_from_row(row), False
+        if self._in_transaction():
+            return await self._submissions.write_one(submission, events, jobs)
+        return await self._submissions.create(submission, events, jobs)
 
     async def queue_invitation_email(
         self, submission_id: str, job: Job, *, requested_at: datetime, not_since: datetime

@@ -299,6 +299,46 @@ class StorageContract(RecordingsContract, DeliveryQueueContract):
         jobs = [job for s in attempts for job in await storage.list_jobs(s.id)]
         assert [job.subject_id for job in jobs] == [created[0].id]
 
+    async def test_concurrent_creates_of_many_customers_each_get_their_own(
+        self, storage: Storage
+    ) -> None:
+        # Invitations arriving together (a backend may write them together): every customer
+        # gets one submission with its own event and job, and a repeated email gets the first.
+        workspace, primary = await new_workspace(storage)
+        emails = [f"c{i % 30}@example.com" for i in range(40)]  # ten emails come twice
+        attempts = [
+            make_submission(workspace.id, primary.id, email=email, when=at(milliseconds=i))
+            for i, email in enumerate(emails)
+        ]
+        results: dict[str, tuple[SubmissionRecord, bool]] = {}
+
+        async def create(submission: SubmissionRecord) -> None:
+            event = invitation_event(workspace.id, when=submission.created_at)
+            job = invitation_email_job(submission, submission.created_at)
+            results[submission.id] = await storage.create_submission(
+                submission, events=[event], jobs=[job]
+            )
+
+        async with anyio.create_task_group() as group:
+            for submission in attempts:
+                group.start_soon(create, submission)
+
+        created = {s.id: s for s in attempts if results[s.id][1]}
+        assert sorted(s.customer.email for s in created.values()) == sorted(set(emails))
+        for attempt in attempts:
+            stored, was_created = results[attempt.id]
+            if was_created:
+                assert stored == attempt
+                assert [job.subject_id for job in await storage.list_jobs(attempt.id)] == [
+                    attempt.id
+                ]
+            else:
+                assert stored.id in created and stored.customer.email == attempt.customer.email
+                assert await storage.list_jobs(attempt.id) == []
+        assert len(await storage.list_events(workspace.id)) == 30
+        listed = await storage.list_submissions(workspace.id, status=None, limit=100)
+        assert sorted(s.id for s in listed) == sorted(created)
+
     async def test_list_submissions_newest_first_with_paging(self, storage: Storage) -> None:
         workspace, primary = await new_workspace(storage)
         statuses: list[SubmissionStatus] = [
