@@ -122,17 +122,22 @@ async def test_a_collector_changed_here_or_elsewhere_is_read_again(
     assert (await ravepilot.collectors.primary(workspace.id)).brand.name == "Acme There"
     assert (await ravepilot.collectors.get(workspace.id, primary.id)).brand.name == "Acme There"
 
-    # Even a change written with no RavePilot code at all (an operator's sqlite3 shell).
-    with sqlite3.connect(tmp_path / "ravepilot.db") as shell:
-        (stored,) = shell.execute(
-            "SELECT body FROM rp_collectors WHERE id = ?", (primary.id,)
-        ).fetchone()
-        body = msgspec.json.decode(stored)
-        body["brand"]["name"] = "Acme Shell"
-        shell.execute(
-            "UPDATE rp_collectors SET body = ? WHERE id = ?",
-            (msgspec.json.encode(body).decode(), primary.id),
-        )
+    # Even a change written with no RavePilot code at all (an operator's sqlite3 shell). It runs
+    # on a thread, as another process's change reaches this one only through I/O: StableRows
+    # reads data_version once per turn of the event loop.
+    def shell_update() -> None:
+        with sqlite3.connect(tmp_path / "ravepilot.db") as shell:
+            (stored,) = shell.execute(
+                "SELECT body FROM rp_collectors WHERE id = ?", (primary.id,)
+            ).fetchone()
+            body = msgspec.json.decode(stored)
+            body["brand"]["name"] = "Acme Shell"
+            shell.execute(
+                "UPDATE rp_collectors SET body = ? WHERE id = ?",
+                (msgspec.json.encode(body).decode(), primary.id),
+            )
+
+    await anyio.to_thread.run_sync(shell_update)
     assert (await ravepilot.collectors.primary(workspace.id)).brand.name == "Acme Shell"
 
 
@@ -214,6 +219,34 @@ async def test_engines_without_a_change_counter_remember_nothing(
         assert await stable.get("k", load) == "row"
     assert loads == 3
     stable.forget_on_commit()  # harmless
+
+
+async def test_the_change_counter_is_read_once_per_turn_of_the_event_loop(
+    ravepilot: RavePilot, other_process: RavePilot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace = await ravepilot.workspaces.create("acme")
+    storage = storage_of(ravepilot)
+    primary = await storage.get_primary_collector(workspace.id)
+    reads = 0
+    read_counter = storage.engine.data_version
+
+    def counted() -> int:
+        nonlocal reads
+        reads += 1
+        return int(read_counter())
+
+    monkeypatch.setattr(storage.engine, "data_version", counted)
+    await anyio.lowlevel.checkpoint()  # a new turn
+    for _ in range(3):  # remembered look-ups never yield, so all three share one turn
+        assert await storage.get_primary_collector(workspace.id) == primary
+    assert reads == 1  # the suite runs on asyncio (on trio it is read each time)
+
+    # The next turn reads it again, and sees what another process committed in between.
+    assert primary is not None
+    await storage_of(other_process).update_collector(workspace.id, rebranded(primary, "Renamed"))
+    await anyio.lowlevel.checkpoint()
+    renamed = await storage.get_primary_collector(workspace.id)
+    assert renamed is not None and renamed.brand.name == "Renamed"
 
 
 def rebranded(collector: Collector, name: str) -> Collector:
