@@ -12,14 +12,22 @@ What each caller sees does not change:
 
 - it returns once *its* rows are committed, with ``(its record, True)``; or, when the customer
   already had a submission in the collector (written earlier, or by a caller ahead of it in the
-  same batch), with ``(that submission, False)`` and nothing of its own written;
-- a batch that fails is written again one caller at a time, each in a transaction of its own, so
-  a bad submission (its collector deleted a moment ago) fails its own caller and nobody else;
+  same batch), with ``(that submission, False)`` and nothing of its own written. Answers are
+  handed out only after the batch's transaction has ended well;
+- a batch whose statements fail is written again one caller at a time, each in a transaction of
+  its own, so a bad submission (its collector deleted a moment ago) fails its own caller and
+  nobody else. When the transaction could not even begin (another process held SQLite's write
+  lock past the wait), every caller gets that error at once: each would have waited as long;
+- a caller that stops waiting before its batch is written is left out of it, as it was never
+  written before; one that stops later may find its rows committed (the API is idempotent);
 - a caller already inside a transaction is not batched: its rows belong to that transaction.
 
-The writing is shielded from cancellation, as the engine's group commit is: callers are waiting
-for its outcome, and a cancelled caller's rows may be committed anyway (by the time it could be
-told, they may already be).
+The writer of a batch is shielded from anyio cancellation: others wait for it. An asyncio
+cancellation (``task.cancel()``, ``asyncio.timeout``) still reaches it; then its batch's callers
+are told the rows were not written ("retry"), and the next batch's writer is let in.
+
+Rows are inserted in (collector, email) order, so two processes writing overlapping batches on
+Postgres take the unique index's locks in the same order and cannot deadlock.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ _EXISTING = "SELECT * FROM rp_submissions WHERE collector_id = {} AND customer_e
 class _Pending:
     """One caller's submission to write, and then how that went."""
 
-    __slots__ = ("error", "events", "jobs", "result", "submission")
+    __slots__ = ("abandoned", "error", "events", "jobs", "result", "submission")
 
     def __init__(
         self, submission: SubmissionRecord, events: Sequence[EventRecord], jobs: Sequence[Job]
@@ -55,14 +63,15 @@ class _Pending:
         self.submission = submission
         self.events = events
         self.jobs = jobs
+        self.abandoned = False  # its caller stopped waiting
         self.result: tuple[SubmissionRecord, bool] | None = None
         self.error: Exception | None = None
 
     def outcome(self) -> tuple[SubmissionRecord, bool]:
         if self.error is not None:
             raise self.error
-        if self.result is None:  # the writer stopped on something worse than an Exception
-            raise BackendError("the submission was not written; retry")
+        if self.result is None:  # its writer was cancelled, or stopped on a BaseException
+            raise BackendError("the submission may not have been written; retry")
         return self.result
 
 
@@ -73,8 +82,8 @@ class _Batch:
 
     def __init__(self) -> None:
         self.pending: list[_Pending] = []
-        self.turn = anyio.Event()  # the batch before it is written: this one's writer may start
-        self.done = anyio.Event()  # written, or failed: every caller's outcome is known
+        self.turn = anyio.Event()  # set while its writer holds the writer's turn
+        self.done = anyio.Event()  # every caller's outcome is known
 
 
 class SubmissionBatcher:
@@ -83,7 +92,7 @@ class SubmissionBatcher:
     def __init__(self, statements: SQLStatements) -> None:
         self._sql = statements
         self._queued: list[_Batch] = []  # not yet being written, oldest first
-        self._writing = False  # a batch is being written, or its writer was given the turn
+        self._writing = False  # some batch holds the writer's turn
 
     async def create(
         self,
@@ -96,26 +105,32 @@ class SubmissionBatcher:
         if self._queued and len(self._queued[-1].pending) < MAX_BATCH:
             batch = self._queued[-1]
             batch.pending.append(pending)
-            # Not shielded: a caller that stops waiting only stops hearing how it went.
-            await batch.done.wait()
+            try:
+                await batch.done.wait()
+            except BaseException:
+                pending.abandoned = True  # left out, unless its batch has begun already
+                raise
             return pending.outcome()
 
         batch = _Batch()
         batch.pending.append(pending)
         self._queued.append(batch)
-        # Shielded: everybody who joins this batch waits for us to write it.
-        with anyio.CancelScope(shield=True):
-            if self._writing:
-                await batch.turn.wait()
-            self._writing = True
-            try:
+        try:
+            # Shielded: everybody who joins this batch waits for us to write it.
+            with anyio.CancelScope(shield=True):
+                if self._writing:
+                    await batch.turn.wait()  # set by the writer before us
+                else:
+                    self._writing = True
+                    batch.turn.set()
                 await self._write(batch)
-            finally:
-                if batch in self._queued:  # stopped before its transaction began
-                    self._queued.remove(batch)
-                batch.done.set()
+        finally:
+            if batch in self._queued:  # stopped before its transaction began
+                self._queued.remove(batch)
+            batch.done.set()
+            if batch.turn.is_set():  # we held the writer's turn: pass it on
                 if self._queued:
-                    self._queued[0].turn.set()  # the next batch's writer goes on
+                    self._queued[0].turn.set()
                 else:
                     self._writing = False
         return pending.outcome()
@@ -127,49 +142,68 @@ class SubmissionBatcher:
         jobs: Sequence[Job],
     ) -> tuple[SubmissionRecord, bool]:
         """What :meth:`create` does, inside the caller's own transaction and unbatched."""
-        pending = _Pending(submission, events, jobs)
-        await self._write_together([pending])
-        return pending.outcome()
+        (result,) = await self._insert([_Pending(submission, events, jobs)])
+        return result
 
     async def _write(self, batch: _Batch) -> None:
+        members: list[_Pending] = []
+        began = False
         try:
             async with self._sql.engine.transaction():
+                began = True
                 # Closed to newcomers only now: whoever came while we waited for the lock joined.
                 self._queued.remove(batch)
-                await self._write_together(batch.pending)
-        except Exception:
-            if batch in self._queued:  # the transaction never began
-                self._queued.remove(batch)
-            for pending in batch.pending:
+                members = [pending for pending in batch.pending if not pending.abandoned]
+                results = await self._insert(members)
+        except Exception as exc:
+            if not began:
+                for pending in batch.pending:
+                    pending.error = exc
+                return
+            for pending in members:
                 await self._write_alone(pending)
-
-    async def _write_together(self, batch: Sequence[_Pending]) -> None:
-        """One INSERT per table for the whole batch; fills in each caller's result."""
-        sql = self._sql
-        inserted = {
-            row["id"]
-            for row in await sql._insert(
-                "rp_submissions",
-                [rows.submission_row(pending.submission) for pending in batch],
-                " ON CONFLICT DO NOTHING RETURNING id",
-            )
-        }
-        created = [pending for pending in batch if pending.submission.id in inserted]
-        await sql._write_events([event for pending in created for event in pending.events])
-        await sql._write_jobs([job for pending in created for job in pending.jobs])
-        for pending in batch:
-            if pending.submission.id in inserted:
-                pending.result = (pending.submission, True)
-            else:
-                pending.result = (await self._existing(pending.submission), False)
+            return
+        for pending, result in zip(members, results, strict=True):
+            pending.result = result
 
     async def _write_alone(self, pending: _Pending) -> None:
         """Write one caller's submission in a transaction of its own; record what happened."""
         try:
             async with self._sql.engine.transaction():
-                await self._write_together([pending])
+                (result,) = await self._insert([pending])
         except Exception as exc:
-            pending.result, pending.error = None, exc
+            pending.error = exc
+        else:
+            pending.result = result
+
+    async def _insert(self, members: Sequence[_Pending]) -> list[tuple[SubmissionRecord, bool]]:
+        """One INSERT per table for all ``members``; what each caller is to be told, in order."""
+        sql = self._sql
+        in_lock_order = sorted(
+            members, key=lambda p: (p.submission.collector_id, p.submission.customer.email)
+        )
+        inserted = {
+            row["id"]
+            for row in await sql._insert(
+                "rp_submissions",
+                [rows.submission_row(pending.submission) for pending in in_lock_order],
+                " ON CONFLICT DO NOTHING RETURNING id",
+            )
+        }
+        created: list[_Pending] = []
+        for pending in members:  # in arrival order: the first of two identical ids wins
+            if pending.submission.id in inserted:
+                inserted.discard(pending.submission.id)
+                created.append(pending)
+        await sql._write_events([event for pending in created for event in pending.events])
+        await sql._write_jobs([job for pending in created for job in pending.jobs])
+        mine = {id(pending) for pending in created}
+        return [
+            (pending.submission, True)
+            if id(pending) in mine
+            else (await self._existing(pending.submission), False)
+            for pending in members
+        ]
 
     async def _existing(self, submission: SubmissionRecord) -> SubmissionRecord:
         row = await self._sql._one(_EXISTING, submission.collector_id, submission.customer.email)

@@ -246,3 +246,45 @@ async def test_a_transaction_that_adds_deliveries_and_jobs_notifies_once(
         events=[invitation_event(workspace.id)],
     )
     assert len(notices) == 2
+
+
+async def test_two_processes_batching_the_same_invitations_do_not_deadlock(
+    storage: PostgresStorage, other: PostgresStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each process writes its concurrent invitations as one multi-row insert; in opposite
+    # arrival orders they would take the unique index's locks in opposite orders (Postgres
+    # then kills one with "deadlock detected" after deadlock_timeout, and the batch is written
+    # again one caller at a time). Rows are inserted in (collector, email) order instead.
+    workspace, primary = await new_workspace(storage)
+    rewritten = 0
+    for store in (storage, other):
+        batcher = store._submissions
+        write_alone = batcher._write_alone
+
+        async def counted(pending: Any, write_alone: Any = write_alone) -> None:
+            nonlocal rewritten
+            rewritten += 1
+            await write_alone(pending)
+
+        monkeypatch.setattr(batcher, "_write_alone", counted)
+
+    for round_ in range(5):
+        emails = [f"r{round_}-{i}@example.com" for i in range(64)]
+        created: list[bool] = []
+
+        async def invite(
+            store: PostgresStorage, email: str, ms: int, created: list[bool] = created
+        ) -> None:
+            submission = make_submission(
+                workspace.id, primary.id, email=email, when=at(milliseconds=ms)
+            )
+            created.append((await store.create_submission(submission))[1])
+
+        async with anyio.create_task_group() as group:
+            for i, email in enumerate(emails):
+                group.start_soon(invite, storage, email, i)
+            for i, email in enumerate(reversed(emails)):
+                group.start_soon(invite, other, email, 1_000 + i)
+        assert created.count(True) == 64
+
+    assert rewritten == 0
