@@ -15,17 +15,12 @@ A remembered row is used only while
 A look-up that was under way while a change committed is not remembered, so a stale row can
 never outlive the commit that replaced it. Engines without ``data_version`` (Postgres) remember
 nothing. Misses are not remembered: a key that does not exist yet costs a read each time.
-
-On asyncio, ``data_version`` is read once per turn of the event loop, not once per look-up: the
-PRAGMA costs ~7-9 µs outside a transaction, and a request makes two look-ups. A turn runs only
-callbacks that were ready when it began, so every request served in it had arrived by then and
-the number read during the turn is as fresh as one read by each look-up. Another process's
-commit can only reach this one through I/O, which takes a new turn.
+The SQLite engine keeps the ``data_version`` it read for the rest of a turn of the event loop,
+until it runs a statement that could see later commits (see ``InlineSQLiteEngine.data_version``).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Protocol, TypeVar
 
@@ -57,7 +52,6 @@ class StableRows:
         self._rows: dict[Hashable, Any] = {}
         self._version: int | None = None
         self._generation = 0  # bumped by every committed change
-        self._turn_version: int | None = None  # data_version read in this turn of the loop
 
     async def get(self, key: Hashable, load: Callable[[], Awaitable[T | None]]) -> T | None:
         """The row remembered under ``key``, or what ``load()`` reads (remembered if found)."""
@@ -65,10 +59,7 @@ class StableRows:
         if engine is None or engine.in_transaction():
             # Inside a transaction a caller must see its batch's uncommitted changes.
             return await load()
-        version = self._turn_version
-        if version is None:
-            version = engine.data_version()
-            self._remember_for_this_turn(version)
+        version = engine.data_version()
         if version != self._version:
             self._rows.clear()
             self._version = version
@@ -80,17 +71,6 @@ class StableRows:
         if found is not None and generation == self._generation and version == self._version:
             self._rows[key] = found
         return found
-
-    def _remember_for_this_turn(self, version: int) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # another event loop (trio): read the number every time
-            return
-        self._turn_version = version
-        loop.call_soon(self._end_turn)  # runs in the next turn, not this one
-
-    def _end_turn(self) -> None:
-        self._turn_version = None
 
     def forget_on_commit(self) -> None:
         """Forget every row once the caller's current transaction commits (call inside it)."""

@@ -222,31 +222,60 @@ async def test_engines_without_a_change_counter_remember_nothing(
 
 
 async def test_the_change_counter_is_read_once_per_turn_of_the_event_loop(
-    ravepilot: RavePilot, other_process: RavePilot, monkeypatch: pytest.MonkeyPatch
+    ravepilot: RavePilot, other_process: RavePilot
 ) -> None:
     workspace = await ravepilot.workspaces.create("acme")
     storage = storage_of(ravepilot)
     primary = await storage.get_primary_collector(workspace.id)
-    reads = 0
-    read_counter = storage.engine.data_version
+    assert primary is not None
+    pragmas: list[str] = []
+    storage.engine._connect().set_trace_callback(
+        lambda sql: pragmas.append(sql) if "data_version" in sql else None
+    )
 
-    def counted() -> int:
-        nonlocal reads
-        reads += 1
-        return int(read_counter())
-
-    monkeypatch.setattr(storage.engine, "data_version", counted)
     await anyio.lowlevel.checkpoint()  # a new turn
     for _ in range(3):  # remembered look-ups never yield, so all three share one turn
         assert await storage.get_primary_collector(workspace.id) == primary
-    assert reads == 1  # the suite runs on asyncio (on trio it is read each time)
+    assert len(pragmas) == 1  # the suite runs on asyncio (on trio it is read each time)
 
     # The next turn reads it again, and sees what another process committed in between.
-    assert primary is not None
     await storage_of(other_process).update_collector(workspace.id, rebranded(primary, "Renamed"))
     await anyio.lowlevel.checkpoint()
     renamed = await storage.get_primary_collector(workspace.id)
     assert renamed is not None and renamed.brand.name == "Renamed"
+    assert len(pragmas) == 2
+
+
+async def test_a_read_that_sees_a_newer_commit_makes_the_next_look_up_see_it_too(
+    ravepilot: RavePilot, tmp_path: Path
+) -> None:
+    # Within one turn: a look-up keeps data_version; another process renames the collector and
+    # then invites someone; this process reads that invitation, then looks the collector up. The
+    # database itself carried the news, so the look-up must not use the number kept before.
+    workspace = await ravepilot.workspaces.create("acme")
+    storage = storage_of(ravepilot)
+    primary = await storage.get_primary_collector(workspace.id)
+    assert primary is not None
+    await anyio.lowlevel.checkpoint()
+
+    assert await storage.get_primary_collector(workspace.id) == primary  # keeps the number
+    with sqlite3.connect(tmp_path / "ravepilot.db", isolation_level=None) as shell:
+        (stored,) = shell.execute(
+            "SELECT body FROM rp_collectors WHERE id = ?", (primary.id,)
+        ).fetchone()
+        body = msgspec.json.decode(stored)
+        body["brand"]["name"] = "Renamed elsewhere"
+        shell.execute(
+            "UPDATE rp_collectors SET body = ? WHERE id = ?",
+            (msgspec.json.encode(body).decode(), primary.id),
+        )
+        shell.execute(
+            "UPDATE rp_workspaces SET name = 'touched later' WHERE id = ?", (workspace.id,)
+        )
+    seen = await storage.get_workspace(workspace.id)  # a lone read: it sees the later commit
+    assert seen is not None and seen.name == "touched later"
+    renamed = await storage.get_primary_collector(workspace.id)
+    assert renamed is not None and renamed.brand.name == "Renamed elsewhere"
 
 
 def rebranded(collector: Collector, name: str) -> Collector:
