@@ -12,7 +12,7 @@ import pytest
 
 from ravepilot_core import RavePilot
 from ravepilot_core.errors import AuthenticationFailed
-from ravepilot_core.models import Brand, Collector
+from ravepilot_core.models import Brand, Collector, Workspace
 from ravepilot_core.outbox import open_outbox_mailer
 from ravepilot_core.sql.sqlite import open_sqlite_storage
 from ravepilot_core.sql.storage import SQLStorage
@@ -123,21 +123,11 @@ async def test_a_collector_changed_here_or_elsewhere_is_read_again(
     assert (await ravepilot.collectors.get(workspace.id, primary.id)).brand.name == "Acme There"
 
     # Even a change written with no RavePilot code at all (an operator's sqlite3 shell). It runs
-    # on a thread, as another process's change reaches this one only through I/O: StableRows
-    # reads data_version once per turn of the event loop.
-    def shell_update() -> None:
-        with sqlite3.connect(tmp_path / "ravepilot.db") as shell:
-            (stored,) = shell.execute(
-                "SELECT body FROM rp_collectors WHERE id = ?", (primary.id,)
-            ).fetchone()
-            body = msgspec.json.decode(stored)
-            body["brand"]["name"] = "Acme Shell"
-            shell.execute(
-                "UPDATE rp_collectors SET body = ? WHERE id = ?",
-                (msgspec.json.encode(body).decode(), primary.id),
-            )
-
-    await anyio.to_thread.run_sync(shell_update)
+    # on a thread, as another process's change reaches this one through I/O: the engine keeps
+    # data_version for the rest of a turn of the event loop.
+    await anyio.to_thread.run_sync(
+        rename_in_shell, tmp_path / "ravepilot.db", primary.id, "Acme Shell"
+    )
     assert (await ravepilot.collectors.primary(workspace.id)).brand.name == "Acme Shell"
 
 
@@ -224,10 +214,7 @@ async def test_engines_without_a_change_counter_remember_nothing(
 async def test_the_change_counter_is_read_once_per_turn_of_the_event_loop(
     ravepilot: RavePilot, other_process: RavePilot
 ) -> None:
-    workspace = await ravepilot.workspaces.create("acme")
-    storage = storage_of(ravepilot)
-    primary = await storage.get_primary_collector(workspace.id)
-    assert primary is not None
+    storage, workspace, primary = await acme(ravepilot)
     pragmas: list[str] = []
     storage.engine._connect().set_trace_callback(
         lambda sql: pragmas.append(sql) if "data_version" in sql else None
@@ -249,26 +236,15 @@ async def test_the_change_counter_is_read_once_per_turn_of_the_event_loop(
 async def test_a_read_that_sees_a_newer_commit_makes_the_next_look_up_see_it_too(
     ravepilot: RavePilot, tmp_path: Path
 ) -> None:
-    # Within one turn: a look-up keeps data_version; another process renames the collector and
-    # then invites someone; this process reads that invitation, then looks the collector up. The
+    # Within one turn: a look-up keeps data_version; another process renames the collector,
+    # then the workspace; this process reads the workspace, then looks the collector up. The
     # database itself carried the news, so the look-up must not use the number kept before.
-    workspace = await ravepilot.workspaces.create("acme")
-    storage = storage_of(ravepilot)
-    primary = await storage.get_primary_collector(workspace.id)
-    assert primary is not None
+    storage, workspace, primary = await acme(ravepilot)
     await anyio.lowlevel.checkpoint()
 
     assert await storage.get_primary_collector(workspace.id) == primary  # keeps the number
-    with sqlite3.connect(tmp_path / "ravepilot.db", isolation_level=None) as shell:
-        (stored,) = shell.execute(
-            "SELECT body FROM rp_collectors WHERE id = ?", (primary.id,)
-        ).fetchone()
-        body = msgspec.json.decode(stored)
-        body["brand"]["name"] = "Renamed elsewhere"
-        shell.execute(
-            "UPDATE rp_collectors SET body = ? WHERE id = ?",
-            (msgspec.json.encode(body).decode(), primary.id),
-        )
+    rename_in_shell(tmp_path / "ravepilot.db", primary.id, "Renamed elsewhere")
+    with sqlite3.connect(tmp_path / "ravepilot.db") as shell:
         shell.execute(
             "UPDATE rp_workspaces SET name = 'touched later' WHERE id = ?", (workspace.id,)
         )
@@ -276,6 +252,29 @@ async def test_a_read_that_sees_a_newer_commit_makes_the_next_look_up_see_it_too
     assert seen is not None and seen.name == "touched later"
     renamed = await storage.get_primary_collector(workspace.id)
     assert renamed is not None and renamed.brand.name == "Renamed elsewhere"
+
+
+async def acme(ravepilot: RavePilot) -> tuple[SQLStorage, Workspace, Collector]:
+    """A new workspace and its primary collector, with the storage they are in."""
+    workspace = await ravepilot.workspaces.create("acme")
+    storage = storage_of(ravepilot)
+    primary = await storage.get_primary_collector(workspace.id)
+    assert primary is not None
+    return storage, workspace, primary
+
+
+def rename_in_shell(database: Path, collector_id: str, name: str) -> None:
+    """Rename a collector's brand with no RavePilot code: an operator's ``sqlite3`` shell."""
+    with sqlite3.connect(database) as shell:
+        (stored,) = shell.execute(
+            "SELECT body FROM rp_collectors WHERE id = ?", (collector_id,)
+        ).fetchone()
+        body = msgspec.json.decode(stored)
+        body["brand"]["name"] = name
+        shell.execute(
+            "UPDATE rp_collectors SET body = ? WHERE id = ?",
+            (msgspec.json.encode(body).decode(), collector_id),
+        )
 
 
 def rebranded(collector: Collector, name: str) -> Collector:
