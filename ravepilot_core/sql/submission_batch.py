@@ -18,13 +18,13 @@ What each caller sees does not change:
   its own, so a bad submission (its collector deleted a moment ago) fails its own caller and
   nobody else. When the transaction could not even begin (another process held SQLite's write
   lock past the wait), every caller gets that error at once: each would have waited as long;
-- a caller that stops waiting before its batch is written is left out of it, as it was never
-  written before; one that stops later may find its rows committed (the API is idempotent);
+- a caller that stops waiting before its batch begins is left out of it, as it would have been
+  without batches; one that stops later may find its rows committed (the API is idempotent);
 - a caller already inside a transaction is not batched: its rows belong to that transaction.
 
 The writer of a batch is shielded from anyio cancellation: others wait for it. An asyncio
 cancellation (``task.cancel()``, ``asyncio.timeout``) still reaches it; then its batch's callers
-are told the rows were not written ("retry"), and the next batch's writer is let in.
+are told their rows may not have been written ("retry"), and the next batch's writer goes on.
 
 Rows are inserted in (collector, email) order, so two processes writing overlapping batches on
 Postgres take the unique index's locks in the same order and cannot deadlock.
