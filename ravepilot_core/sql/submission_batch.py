@@ -190,19 +190,16 @@ class SubmissionBatcher:
                 " ON CONFLICT DO NOTHING RETURNING id",
             )
         }
-        created: list[_Pending] = []
-        for pending in members:  # in arrival order: the first of two identical ids wins
-            if pending.submission.id in inserted:
-                inserted.discard(pending.submission.id)
-                created.append(pending)
+        fresh = []  # per member, in arrival order: the first of two identical ids wins
+        for pending in members:
+            fresh.append(pending.submission.id in inserted)
+            inserted.discard(pending.submission.id)
+        created = [pending for pending, new in zip(members, fresh, strict=True) if new]
         await sql._write_events([event for pending in created for event in pending.events])
         await sql._write_jobs([job for pending in created for job in pending.jobs])
-        mine = {id(pending) for pending in created}
         return [
-            (pending.submission, True)
-            if id(pending) in mine
-            else (await self._existing(pending.submission), False)
-            for pending in members
+            (pending.submission, True) if new else (await self._existing(pending.submission), False)
+            for pending, new in zip(members, fresh, strict=True)
         ]
 
     async def _existing(self, submission: SubmissionRecord) -> SubmissionRecord:
